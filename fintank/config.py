@@ -1,0 +1,154 @@
+"""Settings: read once at the process edge from ``FINTANK_*`` variables, then passed down.
+
+Library code never reads ``os.environ``; `Settings.from_env` is called by
+`tasks.py`, the topology module and the test fixtures, and everything else is
+handed the frozen object.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, get_type_hints
+from urllib.parse import urlparse
+
+from fintank.errors import ConfigError
+
+PREFIX = "FINTANK_"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Kafka topic names (CONTRACT.md: names are defaults, each overridable)."""
+
+    ticks: str = "ticks"
+    orders: str = "orders"
+    executions: str = "executions"
+    fills: str = "fills"
+    candles: str = "candles"
+    indicators: str = "indicators"
+    signals: str = "signals"
+    alerts: str = "alerts"
+    deadletters: str = "deadletters"
+    # Internal: component orders re-keyed by symbol, co-partitioned with ticks.
+    components: str = "fintank-components"
+
+
+# Every setting: (environment variable suffix, description). The README's
+# configuration table is generated from this list by `invoke config`.
+DOCS: dict[str, str] = {
+    "broker": "Kafka bootstrap server, kafka://host:port",
+    "app_id": "Faust application id (consumer group, changelog topic prefix)",
+    "partitions": "partitions of each data topic created by `invoke up`",
+    "influx_transport": "where the persister writes: v1 (InfluxDB 1.x /write) or v2 (v2 write API)",
+    "influx_url": "v1 transport: InfluxDB 1.x base URL",
+    "influx_database": "v1 transport: database (created by `invoke up`)",
+    "influx_v2_url": "v2 transport: URL of a server speaking the v2 write API",
+    "influx_token": "v2 transport: API token",
+    "influx_org": "v2 transport: organisation",
+    "influx_bucket": "v2 transport: bucket",
+    "batch_size": "persister: points per write",
+    "flush_interval": "persister: seconds before a partial batch is written",
+    "max_buffer": "persister: points held at most before the worker waits (backpressure)",
+    "web_port": "port of the worker's HTTP server",
+    "state_dir": "where `invoke up` keeps data, logs and pid files",
+    "kafka_port": "local stack: Kafka broker port on 127.0.0.1",
+    "influx_port": "local stack: InfluxDB 1.x HTTP port on 127.0.0.1",
+    "victoria_port": "local stack: VictoriaMetrics HTTP port on 127.0.0.1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable in fintank. Each field is ``FINTANK_<FIELD>`` in the environment."""
+
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = "fintank"
+    partitions: int = 4
+    influx_transport: str = "v1"
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "fintank"
+    influx_v2_url: str = "http://127.0.0.1:8428"
+    influx_token: str = "fintank-dev-token"
+    influx_org: str = "fintank"
+    influx_bucket: str = "fintank"
+    batch_size: int = 5000
+    flush_interval: float = 0.5
+    max_buffer: int = 200_000
+    web_port: int = 6066
+    state_dir: str = ".state"
+    kafka_port: int = 9092
+    influx_port: int = 8086
+    victoria_port: int = 8428
+    topics: Topics = field(default_factory=Topics)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from ``FINTANK_*`` variables; raise `ConfigError` (one line) on a bad value."""
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "topics":
+                continue
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, raw, hints[f.name])
+        topic_values = {
+            t.name: env[f"{PREFIX}TOPIC_{t.name.upper()}"]
+            for t in fields(Topics)
+            if f"{PREFIX}TOPIC_{t.name.upper()}" in env
+        }
+        for name, value in topic_values.items():
+            if not value.strip():
+                raise ConfigError(f"{PREFIX}TOPIC_{name.upper()} must not be empty")
+        settings = cls(topics=Topics(**topic_values), **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check values that parse but make no sense; raise `ConfigError` naming the variable."""
+        url = urlparse(self.broker)
+        if url.scheme != "kafka" or not url.hostname or not url.port:
+            raise ConfigError(
+                f"{PREFIX}BROKER must look like kafka://host:port, got {self.broker!r}"
+            )
+        for name in ("partitions", "batch_size", "max_buffer"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}")
+        if self.max_buffer < self.batch_size:
+            raise ConfigError(
+                f"{PREFIX}MAX_BUFFER ({self.max_buffer}) must be >= "
+                f"{PREFIX}BATCH_SIZE ({self.batch_size})"
+            )
+        if not (self.flush_interval > 0 and math.isfinite(self.flush_interval)):
+            raise ConfigError(f"{PREFIX}FLUSH_INTERVAL must be > 0 seconds, got {self.flush_interval}")
+        if self.influx_transport not in ("v1", "v2"):
+            raise ConfigError(
+                f"{PREFIX}INFLUX_TRANSPORT must be v1 or v2, got {self.influx_transport!r}"
+            )
+        for name in ("influx_url", "influx_v2_url"):
+            if urlparse(getattr(self, name)).scheme not in ("http", "https"):
+                raise ConfigError(f"{PREFIX}{name.upper()} must be an http(s) URL")
+        for name in ("web_port", "kafka_port", "influx_port", "victoria_port"):
+            port = getattr(self, name)
+            if not 0 < port < 65536:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be a port 1..65535, got {port}")
+
+    @property
+    def bootstrap(self) -> str:
+        """The broker as aiokafka wants it: host:port."""
+        url = urlparse(self.broker)
+        return f"{url.hostname}:{url.port}"
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    var = PREFIX + name.upper()
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{var} must be a{'n integer' if kind is int else ' number'}, got {raw!r}") from None
+    return raw

@@ -1,0 +1,51 @@
+"""Records shared by every topology: ticks, dead letters, and what a bolt emits.
+
+Records are frozen slotted dataclasses; `fintank.codec` turns them into the
+JSON of CONTRACT.md (orjson serialises dataclasses natively, in field order).
+Trading and analytics records live beside their bolts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A valid quote (CONTRACT.md `ticks`). Prices are always floats, even if sent as integers."""
+
+    symbol: str
+    exchange: str
+    bid: float
+    ask: float
+    timestamp: float
+    bid_size: float | None = None
+    ask_size: float | None = None
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record fintank could not accept (CONTRACT.md `deadletters`), keyed by its source topic."""
+
+    source_topic: str
+    reason: str
+    payload: str
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """One record a bolt emits.
+
+    ``output`` is a logical output name, equal to a field of `fintank.config.Topics`
+    ("executions", "deadletters", ...); the topology maps it to the configured topic.
+    """
+
+    output: str
+    key: str
+    value: Any

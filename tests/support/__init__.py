@@ -1,0 +1,1 @@
+"""Shared test factories and hypothesis strategies (one module per concept)."""
