@@ -122,7 +122,9 @@ class Settings:
                 f"{PREFIX}BATCH_SIZE ({self.batch_size})"
             )
         if not (self.flush_interval > 0 and math.isfinite(self.flush_interval)):
-            raise ConfigError(f"{PREFIX}FLUSH_INTERVAL must be > 0 seconds, got {self.flush_interval}")
+            raise ConfigError(
+                f"{PREFIX}FLUSH_INTERVAL must be > 0 seconds, got {self.flush_interval}"
+            )
         if self.influx_transport not in ("v1", "v2"):
             raise ConfigError(
                 f"{PREFIX}INFLUX_TRANSPORT must be v1 or v2, got {self.influx_transport!r}"
@@ -150,5 +152,7 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
         if kind is float:
             return float(raw)
     except ValueError:
-        raise ConfigError(f"{var} must be a{'n integer' if kind is int else ' number'}, got {raw!r}") from None
+        raise ConfigError(
+            f"{var} must be a{'n integer' if kind is int else ' number'}, got {raw!r}"
+        ) from None
     return raw

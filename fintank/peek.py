@@ -1,0 +1,65 @@
+"""Read what is on a topic, from the beginning, without joining a consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from fintank.codec import loads
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record: where it is and what it holds (value decoded from JSON when possible)."""
+
+    partition: int
+    offset: int
+    key: str | None
+    value: Any
+
+
+async def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Record]:
+    """Every record on ``topic`` up to its end offsets at call time (JSON values decoded)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        # An unsubscribed consumer keeps no metadata for the topic; ask the cluster.
+        # (aiokafka is pinned; `topics()` itself returns names only.)
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Record] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            if loop.time() > deadline:
+                raise TimeoutError(f"reading {topic} did not reach its end in {timeout}s")
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for tp, messages in batch.items():
+                for m in messages:
+                    if m.offset < ends[tp]:
+                        out.append(Record(tp.partition, m.offset, _text(m.key), _value(m.value)))
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def _value(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return loads(raw)
+    except ValueError:
+        return raw

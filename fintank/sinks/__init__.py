@@ -1,0 +1,1 @@
+"""Sinks: where fintank's records leave the stream (InfluxDB line protocol)."""

@@ -1,0 +1,65 @@
+"""Line protocol for the tick path, built with influxdb-client's own escaping rules.
+
+`influxdb_client.Point` is correct but costs ~10 µs a point; ticks are the hot
+path, so the ``measurement,tags `` prefix is built once per (symbol, exchange)
+with influxdb-client's escape helpers and cached, and each tick adds only its
+fields and time. Floats are formatted as influxdb-client formats them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from influxdb_client.client.write.point import (
+    _ESCAPE_MEASUREMENT,
+    _escape_key,
+    _escape_tag_value,
+)
+
+from fintank.records import Tick
+
+
+def to_ns(timestamp: float) -> int:
+    """Epoch seconds (float) -> integer nanoseconds, the time column of every point."""
+    return round(timestamp * 1_000_000_000)
+
+
+def fmt_float(value: float) -> str:
+    """A float field value exactly as influxdb-client writes it (``110.0`` -> ``110``, still a float)."""
+    s = str(value)
+    return s[:-2] if s.endswith(".0") else s
+
+
+def prefix(measurement: str, tags: Mapping[str, str]) -> str:
+    """``measurement,tag=value,... `` with keys sorted and empty tag values left out, escaped."""
+    parts = [measurement.translate(_ESCAPE_MEASUREMENT)]
+    for key in sorted(tags):
+        value = tags[key]
+        if value != "":
+            parts.append(f"{_escape_key(key)}={_escape_tag_value(value)}")
+    return ",".join(parts) + " "
+
+
+class BidAskLines:
+    """Builds ``bid_ask`` points (tags symbol, exchange; fields bid, ask; time = tick time)."""
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[str, str], str] = {}
+
+    def lines(self, ticks: Iterable[Tick]) -> list[str]:
+        """One line per tick, in order."""
+        prefixes = self._prefixes
+        out = []
+        for t in ticks:
+            key = (t.symbol, t.exchange)
+            head = prefixes.get(key)
+            if head is None:
+                head = prefixes[key] = prefix(
+                    "bid_ask", {"symbol": t.symbol, "exchange": t.exchange}
+                )
+                if len(prefixes) > 100_000:  # unbounded symbol sets must not grow memory forever
+                    prefixes.clear()
+            out.append(
+                f"{head}bid={fmt_float(t.bid)},ask={fmt_float(t.ask)} {round(t.timestamp * 1e9)}"
+            )
+        return out

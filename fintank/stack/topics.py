@@ -1,0 +1,67 @@
+"""Create fintank's topics explicitly (never rely on broker auto-creation for data topics)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import fields
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from fintank.config import Settings
+from fintank.errors import StackError
+
+
+def wanted_topics(settings: Settings) -> dict[str, int]:
+    """Topic name -> partitions: every data topic gets ``settings.partitions``, deadletters 1."""
+    topics = settings.topics
+    wanted = {getattr(topics, f.name): settings.partitions for f in fields(topics)}
+    wanted[topics.deadletters] = 1
+    return wanted
+
+
+async def ensure_topics(
+    settings: Settings, log: Callable[[str], None] = print, timeout: float = 60
+) -> None:
+    """Create the missing topics; raise `StackError` if an existing one has the wrong partition count."""
+    admin = await _connected_admin(settings, timeout)
+    try:
+        existing = await admin.describe_topics(list(wanted_topics(settings)))
+        have = {t["topic"]: len(t["partitions"]) for t in existing if t.get("error_code", 0) == 0}
+        missing = [
+            NewTopic(name, partitions, 1)
+            for name, partitions in wanted_topics(settings).items()
+            if name not in have
+        ]
+        if missing:
+            await admin.create_topics(missing)
+            log(
+                "kafka: created topics "
+                + ", ".join(f"{t.name}({t.num_partitions})" for t in missing)
+            )
+        wrong = [
+            f"{n} has {have[n]}, wants {p}"
+            for n, p in wanted_topics(settings).items()
+            if n in have and have[n] != p
+        ]
+        if wrong:
+            raise StackError("kafka topics with the wrong partition count: " + "; ".join(wrong))
+    finally:
+        await admin.close()
+
+
+async def _connected_admin(settings: Settings, timeout: float) -> AIOKafkaAdminClient:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return admin
+        except (KafkaConnectionError, KafkaError, OSError) as exc:
+            await admin.close()
+            if loop.time() > deadline:
+                raise StackError(f"kafka at {settings.bootstrap} did not answer: {exc}") from exc
+            await asyncio.sleep(0.5)

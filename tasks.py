@@ -1,0 +1,183 @@
+"""fintank's one entry point for humans: `.venv/bin/invoke --list`.
+
+Settings are read here, once, from FINTANK_* environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from invoke import Context, Exit, task
+
+from fintank.config import DOCS, PREFIX, Settings
+from fintank.errors import FintankError
+
+REPO = Path(__file__).resolve().parent
+VENV_BIN = REPO / ".venv" / "bin"
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env(os.environ)
+    except FintankError as exc:
+        raise Exit(f"fintank: {exc}", code=2) from None
+
+
+def _fail(message: str) -> Exit:
+    return Exit(f"fintank: {message}", code=2)
+
+
+def _symbols(raw: str) -> list[str]:
+    symbols = [s.strip() for s in raw.split(",") if s.strip()]
+    if not symbols:
+        raise _fail("--symbols needs at least one symbol, e.g. --symbols VTI,IVE,IWS")
+    return symbols
+
+
+@task
+def up(c: Context) -> None:
+    """Start the local stack (Kafka KRaft, InfluxDB 1.x, VictoriaMetrics); installs what is missing."""
+    from fintank.stack import Stack
+
+    try:
+        Stack(_settings()).up()
+    except FintankError as exc:
+        raise _fail(str(exc)) from None
+
+
+@task
+def down(c: Context) -> None:
+    """Stop the worker and the local stack (only processes `up`/`worker` started)."""
+    from fintank.stack import Stack
+    from fintank.stack.worker import Worker
+
+    settings = _settings()
+    Worker(settings).stop()
+    Stack(settings).down()
+
+
+@task
+def status(c: Context) -> None:
+    """Say what runs: each server, its pid and whether it answers."""
+    from fintank.stack import Stack
+    from fintank.stack.worker import Worker
+
+    settings = _settings()
+    rows = Stack(settings).status()
+    worker = Worker(settings)
+    for service, pid, answers in rows:
+        state = "up" if answers else "down"
+        print(f"{service.name:17} {state:5} pid={pid or '-':<8} {service.address}")
+    wpid = worker.pid()
+    print(f"{'worker':17} {'up' if worker.is_up() else 'down':5} pid={wpid or '-':<8} {worker.url}")
+
+
+@task(help={"detach": "run in the background (pid and log under the state folder)"})
+def worker(c: Context, detach: bool = False) -> None:
+    """Run the Faust worker of topologies.fintank (`faust -A topologies.fintank worker -l info`)."""
+    from fintank.stack.worker import Worker
+
+    w = Worker(_settings())
+    if detach:
+        try:
+            w.start()
+        except FintankError as exc:
+            raise _fail(str(exc)) from None
+        print(f"worker: up at {w.url} (log {w.log_file})")
+        return
+    os.execv(str(VENV_BIN / "faust"), w.argv())
+
+
+@task(
+    help={
+        "count": "how many valid ticks to send",
+        "rate": "ticks per second (0 = as fast as possible)",
+        "symbols": "comma-separated symbols",
+        "invalid": "also send this many invalid ticks (they must land in deadletters)",
+        "seed": "random seed (default: time-based)",
+        "dry_run": "print the JSON instead of sending",
+    }
+)
+def queue_ticks(
+    c: Context,
+    count: int = 1000,
+    rate: float = 500,
+    symbols: str = "VTI,IVE,IWS",
+    invalid: int = 0,
+    seed: int = -1,
+    dry_run: bool = False,
+) -> None:
+    """Seed the ticks topic with random-walk quotes keyed by symbol."""
+    import orjson
+
+    from fintank.generators import INVALID_TICKS, random_walk_ticks
+    from fintank.producer import send_paced
+
+    if count < 0 or invalid < 0:
+        raise _fail("--count and --invalid must be >= 0")
+    if rate < 0:
+        raise _fail("--rate must be >= 0 (0 = as fast as possible)")
+    names = _symbols(symbols)
+    ticks = random_walk_ticks(names, count, time.time(), None if seed < 0 else seed)
+    records: list[tuple[bytes | None, bytes]] = [
+        (t["symbol"].encode(), orjson.dumps(t)) for t in ticks
+    ]
+    records += [(b"invalid", INVALID_TICKS[i % len(INVALID_TICKS)]) for i in range(invalid)]
+    if dry_run:
+        for _, value in records:
+            sys.stdout.write(value.decode("utf-8", "backslashreplace") + "\n")
+        return
+    settings = _settings()
+    sent = asyncio.run(
+        send_paced(settings.bootstrap, settings.topics.ticks, records, len(records), rate, "ticks")
+    )
+    print(f"sent {sent} records to {settings.topics.ticks!r} ({count} valid, {invalid} invalid)")
+
+
+@task
+def demo(c: Context) -> None:
+    """The main job: start the stack and a worker, seed ticks, show what landed where."""
+    from fintank.demo import run_demo
+
+    try:
+        run_demo(_settings(), VENV_BIN)
+    except FintankError as exc:
+        raise _fail(str(exc)) from None
+
+
+@task(help={"k": "only tests matching this pytest -k expression", "unit": "skip integration tests"})
+def test(c: Context, k: str = "", unit: bool = False) -> None:
+    """Run the whole test suite (integration tests start their own stack on test ports)."""
+    args = [str(VENV_BIN / "python"), "-m", "pytest", "tests"]
+    if k:
+        args += ["-k", k]
+    if unit:
+        args += ["-m", "not integration"]
+    c.run(" ".join(args), pty=False)
+
+
+@task
+def lint(c: Context) -> None:
+    """ruff (lint + format check) and mypy on fintank/."""
+    c.run(f"{VENV_BIN}/ruff check fintank topologies tests tasks.py")
+    c.run(f"{VENV_BIN}/ruff format --check fintank topologies tests tasks.py")
+    c.run(f"{VENV_BIN}/mypy")
+
+
+@task
+def config(c: Context) -> None:
+    """Print the configuration table (FINTANK_* variables, defaults, meaning)."""
+    from dataclasses import fields
+
+    from fintank.config import Topics
+
+    print("| variable | default | meaning |\n|---|---|---|")
+    for f in fields(Settings):
+        if f.name in DOCS:
+            print(f"| `{PREFIX}{f.name.upper()}` | `{f.default}` | {DOCS[f.name]} |")
+    for f in fields(Topics):
+        print(f"| `{PREFIX}TOPIC_{f.name.upper()}` | `{f.default}` | topic name |")
