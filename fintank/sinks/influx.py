@@ -13,6 +13,7 @@ not committed) instead of growing memory or dropping points.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -96,10 +97,8 @@ class InfluxPersister:
     async def run(self) -> None:
         """Flush forever: whenever a batch is full, or ``flush_interval`` after the last flush."""
         while not self._closed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.flush()
 
