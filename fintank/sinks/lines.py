@@ -8,6 +8,7 @@ fields and time. Floats are formatted as influxdb-client formats them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 from influxdb_client.client.write.point import (
@@ -20,8 +21,20 @@ from fintank.records import Tick
 
 
 def to_ns(timestamp: float) -> int:
-    """Epoch seconds (float) -> integer nanoseconds, the time column of every point."""
-    return round(timestamp * 1_000_000_000)
+    """Epoch seconds (float) -> integer nanoseconds, the time column of every point.
+
+    ``timestamp * 1e9`` would round in binary (…800.125 -> …800124999936 ns).
+    Instead the exact fraction is scaled, and snapped to the whole microsecond
+    when the float cannot tell the two apart (within half its spacing), so a
+    timestamp sent as ``…800.1`` is stored as ``.100000000``. Distinct floats
+    still give distinct times: two floats that far apart cannot snap together.
+    """
+    secs = math.floor(timestamp)
+    ns = round((timestamp - secs) * 1e9)
+    snapped = round(ns, -3)
+    if abs(ns - snapped) <= math.ulp(timestamp) * 5e8:
+        ns = snapped
+    return secs * 1_000_000_000 + ns
 
 
 def fmt_float(value: float) -> str:
@@ -50,6 +63,7 @@ class BidAskLines:
         """One line per tick, in order."""
         prefixes = self._prefixes
         out = []
+        ns = to_ns
         for t in ticks:
             key = (t.symbol, t.exchange)
             head = prefixes.get(key)
@@ -59,7 +73,5 @@ class BidAskLines:
                 )
                 if len(prefixes) > 100_000:  # unbounded symbol sets must not grow memory forever
                     prefixes.clear()
-            out.append(
-                f"{head}bid={fmt_float(t.bid)},ask={fmt_float(t.ask)} {round(t.timestamp * 1e9)}"
-            )
+            out.append(f"{head}bid={fmt_float(t.bid)},ask={fmt_float(t.ask)} {ns(t.timestamp)}")
         return out

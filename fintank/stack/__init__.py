@@ -7,4 +7,4 @@ by `tasks.py` and by the integration-test fixtures alike.
 
 from fintank.stack.stack import Service, Stack
 
-__all__ = ["Service", "Stack"]
+__all__ = ["Service", "Stack", "procs"]

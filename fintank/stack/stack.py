@@ -133,11 +133,11 @@ class Stack:
     def up(self, log: Callable[[str], None] = print) -> None:
         """Install what is missing, start what is not running, wait for each to answer. Idempotent."""
         self.install(log)
-        self._start_kafka(log)
-        self._start_influxdb(log)
-        self._start_victoria(log)
+        self.start_kafka(log)
+        self.start_influxdb(log)
+        self.start_victoria(log)
         asyncio.run(ensure_topics(self.settings, log))
-        self._create_database()
+        self.create_database()
 
     def down(self, log: Callable[[str], None] = print) -> None:
         """Stop the processes this stack started (by pid file), Kafka last."""
@@ -166,7 +166,7 @@ class Stack:
         procs.wait_until(service.is_up, service.name, timeout, service.pid_file, service.log_file)
         log(f"{service.name}: up at {service.address}")
 
-    def _start_kafka(self, log: Callable[[str], None]) -> None:
+    def start_kafka(self, log: Callable[[str], None]) -> None:
         home = self.state / "kafka"
         data = home / "data"
         home.mkdir(parents=True, exist_ok=True)
@@ -213,7 +213,7 @@ class Stack:
         ]
         self._start(self.kafka, argv, 90, log)
 
-    def _start_influxdb(self, log: Callable[[str], None]) -> None:
+    def start_influxdb(self, log: Callable[[str], None]) -> None:
         home = self.state / "influxdb"
         home.mkdir(parents=True, exist_ok=True)
         conf = home / "influxdb.conf"
@@ -224,7 +224,7 @@ class Stack:
         )
         self._start(self.influxdb, ["influxd", "-config", str(conf)], 60, log)
 
-    def _start_victoria(self, log: Callable[[str], None]) -> None:
+    def start_victoria(self, log: Callable[[str], None]) -> None:
         home = self.state / "victoria"
         home.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -238,7 +238,7 @@ class Stack:
         ]
         self._start(self.victoria, argv, 60, log)
 
-    def _create_database(self) -> None:
+    def create_database(self) -> None:
         query = urllib.parse.urlencode({"q": f'CREATE DATABASE "{self.settings.influx_database}"'})
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.settings.influx_port}/query",
@@ -269,7 +269,8 @@ offsets.topic.num.partitions=8
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
+# fintank creates every topic explicitly (invoke up, faust's declare); a typo must fail.
+auto.create.topics.enable=false
 """
 
 INFLUXDB_CONF = """\

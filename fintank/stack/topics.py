@@ -27,23 +27,22 @@ async def ensure_topics(
     """Create the missing topics; raise `StackError` if an existing one has the wrong partition count."""
     admin = await _connected_admin(settings, timeout)
     try:
-        existing = await admin.describe_topics(list(wanted_topics(settings)))
-        have = {t["topic"]: len(t["partitions"]) for t in existing if t.get("error_code", 0) == 0}
-        missing = [
-            NewTopic(name, partitions, 1)
-            for name, partitions in wanted_topics(settings).items()
-            if name not in have
-        ]
+        wanted = wanted_topics(settings)
+        # Describe only topics that exist: a metadata request for a missing topic
+        # may auto-create it with the broker's default partition count.
+        names = set(await admin.list_topics())
+        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in names]
         if missing:
             await admin.create_topics(missing)
             log(
                 "kafka: created topics "
                 + ", ".join(f"{t.name}({t.num_partitions})" for t in missing)
             )
+        existing = [name for name in wanted if name in names]
+        described = await admin.describe_topics(existing) if existing else []
+        have = {t["topic"]: len(t["partitions"]) for t in described}
         wrong = [
-            f"{n} has {have[n]}, wants {p}"
-            for n, p in wanted_topics(settings).items()
-            if n in have and have[n] != p
+            f"{n} has {have[n]}, wants {wanted[n]}" for n in existing if have.get(n) != wanted[n]
         ]
         if wrong:
             raise StackError("kafka topics with the wrong partition count: " + "; ".join(wrong))
