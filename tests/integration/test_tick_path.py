@@ -92,7 +92,7 @@ def test_v2_transport_persists_every_valid_tick_once_into_victoria_metrics(
         str(len(INVALID_TICKS)),
     )
 
-    match = '{__name__="bid_ask_bid",symbol=~"[VW]%s"}' % env.suffix
+    match = f'{{__name__="bid_ask_bid",symbol=~"[VW]{env.suffix}"}}'
     count = wait_for(lambda: victoria_count(env.settings.influx_v2_url, match), 1000)
     assert count == 1000
     assert_dead_letters(env, len(INVALID_TICKS))
