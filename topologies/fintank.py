@@ -21,28 +21,19 @@ from faust.web import Request, Response, View
 from fintank.codec import dumps, key_bytes
 from fintank.config import Settings
 from fintank.records import DeadLetter
-from fintank.runtime import PersisterService, batches, make_app, make_persister
-from fintank.sinks.lines import BidAskLines
+from fintank.batching import BatchingApp, RecordBatch
+from fintank.runtime import PersisterService, make_app, make_persister
+from fintank.sinks.lines import BidAskLines, deadletter_line
 from fintank.ticks import TickDeserializer
 
 settings = Settings.from_env(os.environ)  # the process edge: read once, pass down
 topics = settings.topics
-app: faust.App = make_app(settings)
+app: BatchingApp = make_app(settings)
 
 
-def raw_topic(name: str) -> Any:
-    """A topic of raw bytes: fintank's codec, not faust's models, owns the wire format."""
-    return app.topic(
-        name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
-
-
-ticks_topic = raw_topic(topics.ticks)
+# Inputs arrive as raw bytes in whole fetched batches (fintank.batching);
+# fintank's codec, not faust's models, owns the wire format.
+ticks_topic = app.batch_topic(topics.ticks, partitions=settings.partitions)
 deadletters_topic = app.topic(
     topics.deadletters,
     key_type=bytes,
@@ -60,18 +51,21 @@ async def send_deadletters(letters: list[DeadLetter]) -> None:
     """Dead letters are rare: send them one by one (faust flushes the producer before committing)."""
     for letter in letters:
         await deadletters_topic.send(key=key_bytes(letter.source_topic), value=dumps(letter))
+    persister.add(deadletter_line(letter.source_topic, letter.timestamp) for letter in letters)
 
 
 @app.agent(ticks_topic, concurrency=1)
-async def ticks(stream: faust.StreamT[bytes]) -> None:
-    """ticks -> [TickDeserializer] -> bid_ask points + deadletters, a batch at a time."""
+async def ticks(stream: faust.StreamT[RecordBatch]) -> None:
+    """ticks -> [TickDeserializer] -> bid_ask points + deadletters, a fetched batch at a time."""
     deserializer = TickDeserializer(topics.ticks)
     bid_ask = BidAskLines()
-    async for events in batches(stream):
-        batch = deserializer.process_batch([e.value for e in events], time.time())
-        if batch.deadletters:
-            await send_deadletters(batch.deadletters)
-        persister.add(bid_ask.lines(batch.ticks), on_written=events.ack)
+    async for records in stream:
+        if records.stale:
+            continue  # fetched before a rebalance: it will be redelivered to the owner
+        result = deserializer.process_batch(records.values(), time.time())
+        if result.deadletters:
+            await send_deadletters(result.deadletters)
+        persister.add(bid_ask.lines(result.ticks), on_written=records.ack)
         await persister.wait_for_room()
 
 

@@ -75,3 +75,12 @@ class BidAskLines:
                     prefixes.clear()
             out.append(f"{head}bid={fmt_float(t.bid)},ask={fmt_float(t.ask)} {ns(t.timestamp)}")
         return out
+
+
+def deadletter_line(source_topic: str, timestamp: float) -> str:
+    """``deadletters`` (contract extension): tag source_topic; field count=1; time = when dead-lettered.
+
+    One point per dead letter, so a dashboard can chart dead letters per minute
+    with ``sum("count")``. The payload and reason stay on the Kafka topic.
+    """
+    return f"{prefix('deadletters', {'source_topic': source_topic})}count=1i {to_ns(timestamp)}"
