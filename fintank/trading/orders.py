@@ -1,0 +1,262 @@
+"""The order validator bolt: raw portfolio-order bytes -> an accepted order, or a dead letter.
+
+`parse_order` applies every validity rule of CONTRACT.md `orders`, returning the
+reason in words instead of raising. `OrderValidator` adds the one rule that
+needs state: a second record carrying an already accepted
+``portfolio_order_id`` is a duplicate, while the *same* Kafka record delivered
+again after a crash is not. A record is identified by its (partition, offset);
+the topology keeps ``accepted: portfolio_order_id -> (partition, offset)`` in a
+table and stores what `Accepted` tells it to.
+
+orjson already rejects NaN, Infinity and numbers that overflow, so every
+number it returns is finite; an integer beyond 64 bits comes back as a float
+and is reported as out of range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fintank.codec import JSONDecodeError, loads, payload_text
+from fintank.records import DeadLetter, Emit
+from fintank.trading.components import split
+from fintank.trading.records import BUY, SELL, PortfolioEntry, PortfolioOrder
+
+WEIGHT_TOLERANCE = 1e-6
+DUPLICATE = "duplicate portfolio_order_id"
+
+_NUMBER = (int, float)  # JSON numbers; ``type(True) is bool``, so booleans are not numbers
+_SIDES = (BUY, SELL)
+
+
+def parse_order(raw: bytes | None) -> PortfolioOrder | str:
+    """Validate one record value per CONTRACT.md `orders`: a `PortfolioOrder`, or the reason."""
+    if raw is None:
+        return "empty record value (null)"
+    try:
+        obj = loads(raw)
+    except JSONDecodeError as exc:
+        return f"not valid JSON: {exc}"
+    if type(obj) is not dict:
+        return f"a portfolio order must be a JSON object, got {_json_type(obj)}"
+
+    taxpayer_id: Any = obj.get("taxpayer_id")
+    if not ((type(taxpayer_id) is str and taxpayer_id) or type(taxpayer_id) is int):
+        return _bad_taxpayer(taxpayer_id)
+    order_id = obj.get("portfolio_order_id")
+    if type(order_id) is not str or not order_id:
+        return _bad_string("portfolio_order_id", order_id)
+    side: Any = obj.get("order_type")
+    if type(side) is not str or side not in _SIDES:
+        return f"order_type must be BUY or SELL, got {_show(side)}"
+    amount: Any = obj.get("amount")
+    if type(amount) not in _NUMBER:
+        return _bad_number("amount", amount)
+    if amount <= 0:
+        return f"amount must be > 0, got {amount}"
+    priority: Any = obj.get("priority")
+    if type(priority) is not int:
+        return _bad_integer("priority", priority)
+    ts: Any = obj.get("timestamp")
+    if type(ts) not in _NUMBER:
+        return _bad_number("timestamp", ts)
+    if ts <= 0:
+        return f"timestamp must be > 0, got {ts}"
+
+    portfolio = _parse_portfolio(obj.get("portfolio"))
+    if isinstance(portfolio, str):
+        return portfolio
+    return PortfolioOrder(
+        taxpayer_id,
+        order_id,
+        side,
+        float(amount),
+        priority,
+        float(ts),
+        portfolio,
+    )
+
+
+def _parse_portfolio(portfolio: object) -> tuple[PortfolioEntry, ...] | str:
+    if type(portfolio) is not list:
+        if portfolio is None:
+            return "missing field 'portfolio' (or null)"
+        return f"portfolio must be a JSON array, got {_json_type(portfolio)}"
+    if not portfolio:
+        return "portfolio must not be empty"
+    entries = []
+    first_at: dict[str, int] = {}
+    for i, item in enumerate(portfolio):
+        where = f"portfolio[{i}]"
+        if type(item) is not dict:
+            return f"{where} must be a JSON object, got {_json_type(item)}"
+        symbol = item.get("symbol")
+        if type(symbol) is not str or not symbol:
+            return _bad_string(f"{where}.symbol", symbol)
+        if symbol in first_at:
+            return f"{where}.symbol {symbol!r} repeats portfolio[{first_at[symbol]}]"
+        first_at[symbol] = i
+        weight: Any = item.get("weight")
+        if type(weight) not in _NUMBER:
+            return _bad_number(f"{where}.weight", weight)
+        if weight < 0:
+            return f"{where}.weight must be >= 0, got {weight}"
+        if weight > 1.0 + WEIGHT_TOLERANCE:  # also keeps fsum below from overflowing
+            return (
+                f"portfolio weights must sum to 1 (within {WEIGHT_TOLERANCE:g}), "
+                f"but {where}.weight alone is {weight!r}"
+            )
+        limit: Any = item.get("limit_price")
+        if limit is not None:
+            if type(limit) not in _NUMBER:
+                return f"{where}.limit_price must be a JSON number or null, got {_show(limit)}"
+            if limit <= 0:
+                return f"{where}.limit_price must be > 0 (or null), got {limit}"
+            limit = float(limit)
+        entries.append(PortfolioEntry(symbol, float(weight), limit))
+    total = math.fsum(e.weight for e in entries)
+    if abs(total - 1.0) > WEIGHT_TOLERANCE:
+        return f"portfolio weights must sum to 1 (within {WEIGHT_TOLERANCE:g}), got {total!r}"
+    return tuple(entries)
+
+
+Source = tuple[int, int]  # a Kafka record's (partition, offset)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The record is invalid or a duplicate: emit its dead letter, store nothing."""
+
+    deadletter: DeadLetter
+
+    def emits(self) -> list[Emit]:
+        """The dead letter, keyed by its source topic."""
+        return [Emit("deadletters", self.deadletter.source_topic, self.deadletter)]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A new order: store ``accepted[order.portfolio_order_id] = source``, emit its components."""
+
+    order: PortfolioOrder
+    source: Source
+
+    def emits(self) -> list[Emit]:
+        """The order's components, keyed by symbol (output ``components``)."""
+        return _component_emits(self.order)
+
+
+@dataclass(frozen=True, slots=True)
+class Redelivered:
+    """The accepted record itself, delivered again: emit the same components again, store nothing.
+
+    The components are deterministic (same ids, same content), so re-sending
+    them repairs a send lost in the crash; downstream treats a
+    ``component_order_id`` it has already seen as a repeat.
+    """
+
+    order: PortfolioOrder
+
+    def emits(self) -> list[Emit]:
+        """The order's components again, identical to the first time."""
+        return _component_emits(self.order)
+
+
+OrderResult = Rejected | Accepted | Redelivered
+
+
+def _component_emits(order: PortfolioOrder) -> list[Emit]:
+    return [Emit("components", c.symbol, c) for c in split(order)]
+
+
+class OrderValidator:
+    """Bolt: raw portfolio orders -> components (key=symbol) + dead letters (key=source topic)."""
+
+    outputs = ("components", "deadletters")
+
+    def __init__(self, source_topic: str) -> None:
+        self.source_topic = source_topic
+
+    def process(
+        self,
+        raw: bytes | None,
+        now: float,
+        source: Source,
+        accepted: Mapping[str, Sequence[int]],
+    ) -> OrderResult:
+        """Judge one record read at ``source`` = (partition, offset).
+
+        ``accepted`` maps each accepted ``portfolio_order_id`` to the (partition,
+        offset) of the record that was accepted (a list after a JSON round trip
+        is fine). Validity is judged first, so an invalid record is rejected for
+        being invalid whatever its id. ``now`` stamps dead letters.
+        """
+        order = parse_order(raw)
+        if isinstance(order, str):
+            return self._reject(order, raw, now)
+        seen = accepted.get(order.portfolio_order_id)
+        if seen is None:
+            return Accepted(order, (source[0], source[1]))
+        if seen[0] == source[0] and seen[1] == source[1]:
+            return Redelivered(order)
+        return self._reject(DUPLICATE, raw, now)
+
+    def _reject(self, reason: str, raw: bytes | None, now: float) -> Rejected:
+        return Rejected(DeadLetter(self.source_topic, reason, payload_text(raw), now))
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+def _show(value: object) -> str:
+    return "nothing (missing or null)" if value is None else f"{_json_type(value)} {value!r}"
+
+
+def _bad_string(name: str, value: object) -> str:
+    if value is None:
+        return f"missing field {name!r} (or null)"
+    if type(value) is str:
+        return f"{name} must not be empty"
+    return f"{name} must be a string, got {_show(value)}"
+
+
+def _bad_number(name: str, value: object) -> str:
+    if value is None:
+        return f"missing field {name!r} (or null)"
+    return f"{name} must be a JSON number, got {_show(value)}"
+
+
+def _bad_integer(name: str, value: object) -> str:
+    if value is None:
+        return f"missing field {name!r} (or null)"
+    if type(value) is float:
+        return (
+            f"{name} must be an integer (no fraction or exponent, at most 64 bits), got {value!r}"
+        )
+    return f"{name} must be an integer, got {_show(value)}"
+
+
+def _bad_taxpayer(value: object) -> str:
+    if value is None:
+        return "missing field 'taxpayer_id' (or null)"
+    if type(value) is str:
+        return "taxpayer_id must not be empty"
+    if type(value) is float:
+        return (
+            "taxpayer_id must be an integer (no fraction or exponent, at most 64 bits) "
+            f"or a non-empty string, got {value!r}"
+        )
+    return f"taxpayer_id must be an integer or a non-empty string, got {_show(value)}"
