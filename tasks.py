@@ -138,6 +138,64 @@ def queue_ticks(
     print(f"sent {sent} records to {settings.topics.ticks!r} ({count} valid, {invalid} invalid)")
 
 
+@task(
+    help={
+        "count": "how many valid portfolio orders to send",
+        "rate": "orders per second (0 = as fast as possible)",
+        "symbols": "comma-separated symbols the portfolios draw from",
+        "taxpayers": "taxpayer ids are drawn from 1..N",
+        "limit_share": "share of components that carry a limit price (0..1)",
+        "invalid": "also send this many invalid orders (they must land in deadletters)",
+        "seed": "random seed (default: time-based)",
+        "dry_run": "print the JSON instead of sending",
+    }
+)
+def queue_orders(
+    c: Context,
+    count: int = 100,
+    rate: float = 50,
+    symbols: str = "VTI,IVE,IWS",
+    taxpayers: int = 100,
+    limit_share: float = 0.2,
+    invalid: int = 0,
+    seed: int = -1,
+    dry_run: bool = False,
+) -> None:
+    """Seed the orders topic with random portfolio orders keyed by portfolio_order_id."""
+    import orjson
+
+    from fintank.generators import INVALID_ORDERS, random_orders
+    from fintank.producer import send_paced
+
+    if count < 0 or invalid < 0:
+        raise _fail("--count and --invalid must be >= 0")
+    if rate < 0:
+        raise _fail("--rate must be >= 0 (0 = as fast as possible)")
+    if taxpayers < 1:
+        raise _fail("--taxpayers must be >= 1")
+    if not 0 <= limit_share <= 1:
+        raise _fail("--limit-share must be between 0 and 1")
+    names = _symbols(symbols)
+    orders = random_orders(
+        names, count, time.time(), taxpayers, limit_share, None if seed < 0 else seed
+    )
+    records: list[tuple[bytes | None, bytes]] = [
+        (o["portfolio_order_id"].encode(), orjson.dumps(o)) for o in orders
+    ]
+    records += [(b"invalid", INVALID_ORDERS[i % len(INVALID_ORDERS)]) for i in range(invalid)]
+    if dry_run:
+        for _, value in records:
+            sys.stdout.write(value.decode() + "\n")
+        return
+    settings = _settings()
+    sent = asyncio.run(
+        send_paced(
+            settings.bootstrap, settings.topics.orders, records, len(records), rate, "orders"
+        )
+    )
+    print(f"sent {sent} records to {settings.topics.orders!r} ({count} valid, {invalid} invalid)")
+
+
 @task
 def demo(c: Context) -> None:
     """The main job: start the stack and a worker, seed ticks, show what landed where."""

@@ -13,9 +13,20 @@ import orjson
 from faust.serializers import codecs
 
 CODEC_NAME = "fintank-orjson"
+KEY_CODEC_NAME = "fintank-str"
 
-# orjson serialises frozen slotted dataclasses natively, fields in declaration order.
-dumps = orjson.dumps
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)  # sorted: the same set always gives the same bytes
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON bytes; frozen slotted dataclasses natively (fields in declaration order), sets sorted."""
+    return orjson.dumps(obj, default=_default)
+
+
 loads = orjson.loads
 JSONDecodeError = orjson.JSONDecodeError
 
@@ -39,15 +50,31 @@ class OrjsonCodec(codecs.Codec):
     """Faust codec: objects <-> UTF-8 JSON bytes through orjson."""
 
     def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps(obj)
+        return dumps(obj)
 
     def _loads(self, s: bytes) -> Any:
         return orjson.loads(s)
 
 
+class StrKeyCodec(codecs.Codec):
+    """Faust codec for table keys: ``str`` <-> its UTF-8 bytes.
+
+    The bytes are exactly what our producers key records with, so a table key
+    hashes to the same partition as the records it was computed from (faust's
+    table router relies on that), and keys come back as ``str`` on recovery.
+    """
+
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode("utf-8") if isinstance(obj, str) else bytes(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return s.decode("utf-8")
+
+
 def register() -> None:
-    """Make ``"fintank-orjson"`` usable as a faust ``value_serializer`` (idempotent)."""
+    """Make fintank's codecs usable as faust serializers (idempotent)."""
     codecs.register(CODEC_NAME, OrjsonCodec())
+    codecs.register(KEY_CODEC_NAME, StrKeyCodec())
 
 
 register()

@@ -33,6 +33,8 @@ class Topics:
     deadletters: str = "deadletters"
     # Internal: component orders re-keyed by symbol, co-partitioned with ticks.
     components: str = "fintank-components"
+    # Internal: fills and accepted taxpayers re-keyed by taxpayer, for positions.
+    positions: str = "fintank-positions"
 
 
 # Every setting: (environment variable suffix, description). The README's

@@ -21,16 +21,22 @@ class Record:
     value: Any
 
 
-async def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Record]:
-    """Every record on ``topic`` up to its end offsets at call time (JSON values decoded)."""
+async def read_topic(
+    bootstrap: str, topic: str, timeout: float = 30.0, partitions: list[int] | None = None
+) -> list[Record]:
+    """Every record on ``topic`` (or on some of its ``partitions``) up to its end offsets at call time.
+
+    JSON values are decoded; other values are returned as bytes.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         # An unsubscribed consumer keeps no metadata for the topic; ask the cluster.
         # (aiokafka is pinned; `topics()` itself returns names only.)
         cluster = await consumer._client.fetch_all_metadata()
-        partitions = cluster.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        known = cluster.partitions_for_topic(topic) or set()
+        wanted = known if partitions is None else known & set(partitions)
+        tps = [TopicPartition(topic, p) for p in sorted(wanted)]
         if not tps:
             return []
         consumer.assign(tps)

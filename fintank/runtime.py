@@ -36,6 +36,7 @@ def make_app(settings: Settings) -> BatchingApp:
         store="memory://",
         web_port=settings.web_port,
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",
         broker_commit_interval=timedelta(seconds=1),
         # Counted in items: on batch topics one item is a whole fetched batch.
         stream_buffer_maxsize=64,

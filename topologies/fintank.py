@@ -1,16 +1,28 @@
 """The fintank topology: which bolt reads which topic and writes where, keyed how.
 
-    ticks (key=symbol) ──► [tick deserializer] ──► InfluxDB bid_ask (batched)
-                                    └────────────► deadletters (key=source topic)
+    ticks (key=symbol) ─► [TickDeserializer] ─┬─► InfluxDB bid_ask (batched)
+                                              ├─► deadletters (key=source topic)
+                                              └─► [RuleEngine.on_ticks] ─┐
+    orders (key=portfolio_order_id)                                      │
+      └─► [OrderValidator] ─┬─► deadletters                              │
+                            ├─► fintank-components (key=symbol) ─► [RuleEngine.on_components]
+                            ├─► fintank-positions (key=taxpayer)         │
+                            └─► InfluxDB portfolio_orders, portfolio_component_orders
+                                                                         ▼
+               executions (key=symbol) ─► fills (key=symbol) ─► InfluxDB executions, fills
+    fills ─► [re-key by taxpayer] ─► fintank-positions ─► [PositionKeeper] ─► GET /positions/{id}
 
-Run it: ``.venv/bin/faust -A topologies.fintank worker -l info``.
-Agents are thin: they take a batch from their stream, call the bolt, hand
-what it returns to a sink or a topic, and ack. Every `if` about markets lives
-in a bolt under `fintank/`.
+ticks and fintank-components have the same partition count and key, so faust
+assigns partition p of both to one worker: a symbol's quote and its resting
+components meet in one `SymbolBook` (Storm's fields grouping).
+
+Run it: ``.venv/bin/faust -A topologies.fintank worker -l info``. Agents are
+thin: take a batch, call the bolt, send what it returns, ack when durable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -18,74 +30,261 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from fintank.codec import dumps, key_bytes
-from fintank.config import Settings
-from fintank.records import DeadLetter
 from fintank.batching import BatchingApp, RecordBatch
+from fintank.codec import CODEC_NAME, KEY_CODEC_NAME, dumps, key_bytes, loads
+from fintank.config import Settings
+from fintank.peek import read_topic
+from fintank.records import DeadLetter, Emit
 from fintank.runtime import PersisterService, make_app, make_persister
 from fintank.sinks.lines import BidAskLines, deadletter_line
+from fintank.state import StateTable
 from fintank.ticks import TickDeserializer
+from fintank.trading import (
+    Accepted,
+    OrderValidator,
+    Redelivered,
+    SymbolBook,
+    book_from_json,
+    fill_for,
+    position_json,
+)
+from fintank.trading import points as trading_points
+from fintank.trading.accounts import Account, PositionKeeper, account_from_json
+from fintank.trading.engine import RuleEngine
+from fintank.trading.ledger import Ledger
+from fintank.trading.records import Execution, component_from_json, taxpayer_key
 
 settings = Settings.from_env(os.environ)  # the process edge: read once, pass down
 topics = settings.topics
 app: BatchingApp = make_app(settings)
-
-
-# Inputs arrive as raw bytes in whole fetched batches (fintank.batching);
-# fintank's codec, not faust's models, owns the wire format.
-ticks_topic = app.batch_topic(topics.ticks, partitions=settings.partitions)
-deadletters_topic = app.topic(
-    topics.deadletters,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=1,
-)
-
 persister = make_persister(settings)
 app.service(PersisterService(persister))
 
+# ---------------------------------------------------------------- topics
+# Inputs arrive as raw bytes in whole fetched batches (fintank.batching);
+# fintank's codec, not faust's models, owns the wire format.
+P = settings.partitions
+ticks_topic = app.batch_topic(topics.ticks, partitions=P)
+orders_topic = app.batch_topic(topics.orders, partitions=P)
+components_topic = app.batch_topic(topics.components, partitions=P)
+fills_in_topic = app.batch_topic(topics.fills, partitions=P)
+positions_topic = app.batch_topic(topics.positions, partitions=P)
 
-async def send_deadletters(letters: list[DeadLetter]) -> None:
-    """Dead letters are rare: send them one by one (faust flushes the producer before committing)."""
-    for letter in letters:
-        await deadletters_topic.send(key=key_bytes(letter.source_topic), value=dumps(letter))
-    persister.add(deadletter_line(letter.source_topic, letter.timestamp) for letter in letters)
+
+def out_topic(name: str, partitions: int = P) -> Any:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
 
 
+OUTPUTS = {
+    "deadletters": out_topic(topics.deadletters, partitions=1),
+    "components": out_topic(topics.components),
+    "executions": out_topic(topics.executions),
+    "fills": out_topic(topics.fills),
+    "positions": out_topic(topics.positions),
+}
+
+
+def state_table(name: str, from_json: Any, kind: type) -> StateTable[Any]:
+    schema = faust.Schema(key_type=str, key_serializer=KEY_CODEC_NAME, value_serializer=CODEC_NAME)
+    table = app.Table(name, partitions=P, schema=schema)
+    return StateTable(table, from_json, kind)
+
+
+# ---------------------------------------------------------------- state
+books = state_table("books", book_from_json, SymbolBook)  # symbol -> quote + resting
+accepted = state_table("accepted-orders", list, list)  # portfolio_order_id -> [partition, offset]
+accounts = state_table("accounts", account_from_json, Account)  # taxpayer key -> Account
+ledger = Ledger()
+engine = RuleEngine(books, ledger)
+keeper = PositionKeeper(accounts)
+
+
+async def send(emits: list[Emit]) -> list[Any]:
+    """Send what bolts emitted; returns the delivery futures (faust flushes before committing)."""
+    futures = []
+    for emit in emits:
+        topic = OUTPUTS[emit.output]
+        futures.append(await topic.send(key=key_bytes(emit.key), value=dumps(emit.value)))
+        if emit.output == "deadletters":
+            persister.add([deadletter_line(emit.value.source_topic, emit.value.timestamp)])
+    return futures
+
+
+def dead(letters: list[DeadLetter]) -> list[Emit]:
+    return [Emit("deadletters", letter.source_topic, letter) for letter in letters]
+
+
+async def emit_executions(executions: list[Execution], missing_fills: list[Execution] = ()) -> None:  # type: ignore[assignment]
+    """Executions first, delivered, then their fills: a crash never leaves a fill without its execution."""
+    if executions:
+        delivered = await send([Emit("executions", e.symbol, e) for e in executions])
+        await asyncio.gather(*delivered)
+        persister.add(trading_points.execution_line(e) for e in executions)
+    now = time.time()
+    fills = [fill_for(e, now) for e in [*executions, *missing_fills]]
+    await send([Emit("fills", f.symbol, f) for f in fills])
+    persister.add(trading_points.fill_line(f) for f in fills)
+    for f in fills:
+        ledger.record_fill(f.component_order_id)
+
+
+# Exactly once: before a worker matches anything on partition p of a new
+# assignment, it learns from the executions/fills topics what was emitted.
+_recovered: dict[tuple[int, int], asyncio.Task[None]] = {}
+
+
+async def recovered(batch: RecordBatch) -> None:
+    key = (batch.partition, batch.generation_id)
+    task = _recovered.get(key)
+    if task is None:
+        task = _recovered[key] = asyncio.ensure_future(_recover(batch.partition))
+    await task
+
+
+async def _recover(partition: int) -> None:
+    executions = await read_topic(settings.bootstrap, topics.executions, partitions=[partition])
+    fills = await read_topic(settings.bootstrap, topics.fills, partitions=[partition])
+    missing = ledger.rebuild((r.value for r in executions), (r.value for r in fills))
+    if missing:
+        await emit_executions([], missing)
+
+
+# ---------------------------------------------------------------- agents
 @app.agent(ticks_topic, concurrency=1)
 async def ticks(stream: faust.StreamT[RecordBatch]) -> None:
-    """ticks -> [TickDeserializer] -> bid_ask points + deadletters, a fetched batch at a time."""
+    """ticks -> [TickDeserializer] -> bid_ask + deadletters + [RuleEngine.on_ticks] -> executions."""
     deserializer = TickDeserializer(topics.ticks)
     bid_ask = BidAskLines()
-    async for records in stream:
-        if records.stale:
+    async for batch in stream:
+        if batch.stale:
             continue  # fetched before a rebalance: it will be redelivered to the owner
-        result = deserializer.process_batch(records.values(), time.time())
+        now = time.time()
+        result = deserializer.process_batch(batch.values(), now)
         if result.deadletters:
-            await send_deadletters(result.deadletters)
-        persister.add(bid_ask.lines(result.ticks), on_written=records.ack)
+            await send(dead(result.deadletters))
+        await recovered(batch)
+        executions = engine.on_ticks(batch.partition, result.ticks, now)
+        if executions:
+            await emit_executions(executions)
+        books.publish()  # only now: see fintank.trading.engine
+        persister.add(bid_ask.lines(result.ticks), on_written=batch.ack)
         await persister.wait_for_room()
 
 
+@app.agent(orders_topic, concurrency=1)
+async def orders(stream: faust.StreamT[RecordBatch]) -> None:
+    """orders -> [OrderValidator] -> components (key=symbol), taxpayers, deadletters, InfluxDB."""
+    validator = OrderValidator(topics.orders)
+    async for batch in stream:
+        if batch.stale:
+            continue
+        now = time.time()
+        lines: list[str] = []
+        for record in batch.records:
+            result = validator.process(
+                record.value, now, (batch.partition, record.offset), accepted
+            )
+            if isinstance(result, Accepted):
+                accepted.set(batch.partition, result.order.portfolio_order_id, list(result.source))
+            if isinstance(result, Accepted | Redelivered):
+                order = result.order
+                tax = Emit(
+                    "positions", taxpayer_key(order.taxpayer_id), {"taxpayer_id": order.taxpayer_id}
+                )
+                await send([*result.emits(), tax])
+                lines.append(trading_points.portfolio_order_line(order))
+                lines += (trading_points.component_line(e.value) for e in result.emits())
+            else:
+                await send(result.emits())
+        persister.add(lines, on_written=batch.ack)
+
+
+@app.agent(components_topic, concurrency=1)
+async def components(stream: faust.StreamT[RecordBatch]) -> None:
+    """fintank-components -> [RuleEngine.on_components] -> executions -> fills."""
+    async for batch in stream:
+        if batch.stale:
+            continue
+        await recovered(batch)
+        comps = [component_from_json(loads(r.value)) for r in batch.records]
+        executions, missing_fills = engine.on_components(batch.partition, comps, time.time())
+        await emit_executions(executions, missing_fills)
+        books.publish()
+        persister.add([], on_written=batch.ack)
+
+
+@app.agent(fills_in_topic, concurrency=1)
+async def fills_by_taxpayer(stream: faust.StreamT[RecordBatch]) -> None:
+    """fills (key=symbol) -> fintank-positions (key=taxpayer): all of a taxpayer on one partition."""
+    async for batch in stream:
+        if batch.stale:
+            continue
+        events = [loads(r.value) for r in batch.records]
+        await send(
+            [
+                Emit(
+                    "positions",
+                    taxpayer_key(f["taxpayer_id"]),
+                    {"taxpayer_id": f["taxpayer_id"], "fill": f},
+                )
+                for f in events
+            ]
+        )
+        batch.ack()  # faust flushes the producer before it commits these offsets
+
+
+@app.agent(positions_topic, concurrency=1)
+async def positions(stream: faust.StreamT[RecordBatch]) -> None:
+    """fintank-positions -> [PositionKeeper] -> accounts table (GET /positions/{taxpayer_id})."""
+    async for batch in stream:
+        if batch.stale:
+            continue
+        for record in batch.records:
+            keeper.on_event(batch.partition, loads(record.value))
+        batch.ack()  # table changelogs are flushed before faust commits
+
+
+# ---------------------------------------------------------------- HTTP
 class Health(View):
     """``GET /health``: is this worker assigned partitions and processing?"""
 
     async def get(self, request: Request) -> Response:
         assignment = app.consumer.assignment() if app.consumer else set()
         ready = bool(app.rebalancing is False and assignment)
+        stats = persister.stats
         return self.json(
             {
                 "ready": ready,
                 "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
-                "persister": {"buffered": len(persister), **vars_of(persister.stats)},
+                "persister": {
+                    "buffered": len(persister),
+                    "written": stats.written,
+                    "batches": stats.batches,
+                    "retries": stats.retries,
+                    "rejected": stats.rejected,
+                },
+                "ledger": {"executions": len(ledger.executions), "fills": len(ledger.filled)},
             }
         )
 
 
-def vars_of(obj: object) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}  # type: ignore[attr-defined]
-
-
 app.page("/health")(Health)
+
+
+@app.page("/positions/{taxpayer_id}")
+@app.table_route(table=accounts.table, match_info="taxpayer_id")
+async def get_positions(web: Any, request: Request, taxpayer_id: str) -> Response:
+    """``GET /positions/{taxpayer_id}``: cash and shares summed from fills (routed to the owner)."""
+    account = accounts.get(taxpayer_key(taxpayer_id))
+    if account is None:
+        return web.json(
+            {"error": f"unknown taxpayer {taxpayer_id!r} (no accepted order)"}, status=404
+        )
+    return web.json(position_json(account.taxpayer_id, account.position))

@@ -1,0 +1,104 @@
+"""The rule engine bolt: quotes and component orders in, executions out, per symbol.
+
+It holds no I/O. Its state lives in two places the topology hands it: the
+``books`` table (one `SymbolBook` per symbol: quote + resting components,
+changelogged by faust) and the `Ledger` (what was already executed). Both
+entry points take a whole batch of one partition, so a batch of ticks costs
+one table write per symbol, not one per tick.
+
+Book changes are *staged*: the topology publishes them to the changelog only
+after the batch's executions were delivered. Were a book without a resting
+component durable before that component's execution, a crash in between
+would lose the execution for good (the redelivered tick finds no component).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from fintank.records import Tick
+from fintank.trading.ledger import Ledger
+from fintank.trading.matcher import EMPTY_BOOK, SymbolBook, on_component, on_ticks
+from fintank.trading.records import ComponentOrder, Execution
+
+
+class Books(Protocol):
+    """Where the engine keeps one `SymbolBook` per symbol (a `fintank.state.StateTable`)."""
+
+    def get(self, key: str) -> SymbolBook | None: ...
+
+    def stage(self, partition: int, key: str, value: SymbolBook) -> None: ...
+
+
+class RuleEngine:
+    """Bolt: ``(ticks | components) -> executions`` per CONTRACT.md rule engine semantics."""
+
+    outputs = ("executions",)
+
+    def __init__(self, books: Books, ledger: Ledger) -> None:
+        self.books = books
+        self.ledger = ledger
+
+    def on_ticks(self, partition: int, ticks: Sequence[Tick], now: float) -> list[Execution]:
+        """Apply valid ticks (in arrival order) to their symbols' quotes and resting components."""
+        by_symbol: dict[str, list[Tick]] = {}
+        for tick in ticks:
+            group = by_symbol.get(tick.symbol)
+            if group is None:
+                by_symbol[tick.symbol] = [tick]
+            else:
+                group.append(tick)
+        executions: list[Execution] = []
+        for symbol, group in by_symbol.items():
+            book = self._book(symbol)
+            new, done = on_ticks(book, group, now)
+            if new is not book:
+                self.books.stage(partition, symbol, new)
+            executions += done
+        self._record(executions)
+        return executions
+
+    def on_components(
+        self, partition: int, components: Sequence[ComponentOrder], now: float
+    ) -> tuple[list[Execution], list[Execution]]:
+        """Match or rest each component; returns (new executions, executions whose fill is missing).
+
+        A component already executed (a re-sent component after a crash) makes
+        nothing new; if its fill never went out, its execution is returned as
+        the second list so the caller sends the missing fill.
+        """
+        executions: list[Execution] = []
+        missing_fills: list[Execution] = []
+        ledger = self.ledger
+        for comp in components:
+            cid = comp.component_order_id
+            done_before = ledger.executions.get(cid)
+            if done_before is not None:
+                if cid not in ledger.filled:
+                    missing_fills.append(done_before)
+                continue
+            book = self._book(comp.symbol)
+            new, done = on_component(book, comp, now)
+            if new is not book:
+                self.books.stage(partition, comp.symbol, new)
+            self._record(done)
+            executions += done
+        return executions, missing_fills
+
+    def _book(self, symbol: str) -> SymbolBook:
+        book = self.books.get(symbol) or EMPTY_BOOK
+        if book.resting:
+            executed = self.ledger.executions
+            if any(c.component_order_id in executed for c in book.resting):
+                # The changelog lost the removal of a component that did execute.
+                book = replace(
+                    book,
+                    resting=tuple(c for c in book.resting if c.component_order_id not in executed),
+                )
+        return book
+
+    def _record(self, executions: list[Execution]) -> None:
+        for execution in executions:
+            self.ledger.record_execution(execution)
