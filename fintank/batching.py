@@ -25,10 +25,12 @@ which is why faust-streaming is pinned to one version in pyproject.toml.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import faust
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from faust.types.tuples import ack_lock
@@ -45,7 +47,9 @@ class RecordBatch:
         self.consumer = consumer
         self.tp = tp
         self.records = records
-        self.first = first  # offsets first..last (gaps are compaction/transaction markers)
+        # Acked as the range first..last. Batch topics must not be compacted or
+        # written transactionally: a gap *between* batches would never be acked.
+        self.first = first
         self.last = records[-1].offset
         self.generation_id = generation_id
 
@@ -58,15 +62,23 @@ class RecordBatch:
 
     @property
     def stale(self) -> bool:
-        """True once a rebalance happened after the fetch: the partition may be someone else's."""
-        return self.generation_id != self.consumer.app.consumer_generation_id
+        """True once the partition is no longer assigned to this worker.
+
+        Not "the generation changed": faust's rebalance runs in its consumer
+        thread and interleaves with hand-offs, so a generation tag can be off
+        by one either way, and a batch skipped for it might never be fetched
+        again. A batch of a partition we still own is processed (at worst a
+        second time, after faust's seek back to the committed offset: every
+        fintank bolt tolerates redelivery) and may be acked.
+        """
+        return self.tp not in self.consumer.assignment()
 
     def ack(self) -> bool:
         """Mark every offset of the batch processed, so faust may commit past it. False if stale."""
         c = self.consumer
         with ack_lock:
             if self.stale:
-                return False  # never commit offsets of a partition we may have lost
+                return False  # never commit offsets of a partition we lost
             committed = c._committed_offset[self.tp]
             first = self.first if committed is None else max(self.first, committed)
             if first > self.last:
@@ -76,11 +88,27 @@ class RecordBatch:
             c._acked[self.tp].extend(new)
             index.update(new)
             c._n_acked += len(new)
+            c.activity[self.tp] = time.monotonic()
             return True
 
 
 class BatchingConsumer(driver.Consumer):
     """faust's aiokafka consumer, plus batch hand-off for the app's batch topics."""
+
+    #: Seconds a partition may have fetched-but-uncommitted records with no
+    #: hand-off and no ack before they are fetched again (see `_heal`).
+    heal_after: float = 15.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per partition: records handed to agents, and records dropped (and why).
+        self.handoff_stats: dict[TP, dict[str, int]] = {}
+        self.activity: dict[TP, float] = {}  # last hand-off or ack, monotonic seconds
+        self._last_heal = 0.0
+
+    def _count(self, tp: TP, what: str, n: int) -> None:
+        stats = self.handoff_stats.setdefault(tp, {})
+        stats[what] = stats.get(what, 0) + n
 
     async def _wait_next_records(self, timeout: float) -> Any:
         records, active = await super()._wait_next_records(timeout)
@@ -91,21 +119,88 @@ class BatchingConsumer(driver.Consumer):
                 batch = records.pop(tp)
                 if active is None or tp in active or tp in self._buffered_partitions:
                     await self._hand_off(tp, batch, generation)
+                else:
+                    self._count(tp, "dropped_inactive", len(batch))
+        elif records and batch_topics:
+            for tp in records:
+                if tp.topic in batch_topics:
+                    self._count(tp, "left_flow_inactive", len(records[tp]))
+        if batch_topics and self.flow_active:
+            await self._heal(batch_topics)
         return records, active
 
+    async def _heal(self, batch_topics: set[str]) -> None:
+        """Fetch again what was fetched but never processed.
+
+        Around a rebalance faust seeks back to committed offsets and clears
+        the agents' queues, in its consumer thread, while fetched batches are
+        being handed off; a batch can fall between the two and be lost until
+        the next rebalance. So: a partition whose position is past its
+        committed offset, with no hand-off and no ack for `heal_after`
+        seconds, is sought back to its committed offset. At worst a batch is
+        processed twice, which every fintank bolt tolerates.
+        """
+        now = time.monotonic()
+        if now - self._last_heal < 1.0:
+            return
+        self._last_heal = now
+        for tp in self.assignment():
+            if tp.topic not in batch_topics:
+                continue
+            last = self.activity.setdefault(tp, now)
+            if now - last < self.heal_after:
+                continue
+            committed = self._committed_offset.get(tp) or 0
+            position = await self.position(tp)
+            if position is not None and position > committed:
+                self.log.warning(
+                    "%s: offsets %s..%s were fetched but never processed; fetching them again",
+                    tp,
+                    committed,
+                    position - 1,
+                )
+                self._count(tp, "healed", position - committed)
+                await self.seek(tp, committed)
+            self.activity[tp] = now
+
+    async def perform_seek(self) -> None:
+        """Seek to committed offsets (faust), and rewind batch-topic partitions never committed.
+
+        aiokafka's ``seek_to_committed`` leaves a partition without a committed
+        offset wherever it was (``if offset and offset > 0``). Batches of it that
+        were fetched in an earlier generation and dropped as stale would then
+        never be fetched again. With ``auto_offset_reset=earliest`` "never
+        committed" means "from the beginning", so seek there explicitly.
+        """
+        await super().perform_seek()
+        batch_topics = getattr(self.app, "batch_topic_names", ())
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return
+        never = [
+            tp
+            for tp in self.assignment()
+            if tp.topic in batch_topics and self._committed_offset.get(tp) is None
+        ]
+        if never:
+            await self._thread.seek_to_beginning(
+                *(TopicPartition(tp.topic, tp.partition) for tp in never)
+            )
+            for tp in never:
+                self._read_offset[tp] = None
+
     async def _hand_off(self, tp: TP, records: list[Any], generation: int) -> None:
-        read = self._read_offset[tp]
-        if read is not None:  # the same rule as faust's drain loop: offset >= read offset
-            records = [r for r in records if r.offset >= read]
-            if not records:
-                return
-        first = records[0].offset
-        if read is not None and first - read > 1 and self.app.topics.acks_enabled_for(tp.topic):
-            await self._add_gap(tp, read + 1, first)
-        batch = RecordBatch(self, tp, records, first, generation)
+        # No "already read" filter here, unlike faust's drain loop: after a
+        # rebalance faust clears the channel queues and seeks back to the
+        # committed offset, and the re-fetched records must reach the agent
+        # again. Acks are per offset range and idempotent (`RecordBatch.ack`),
+        # and every fintank bolt tolerates redelivery.
+        batch = RecordBatch(self, tp, records, records[0].offset, generation)
         for channel in self.app.topics._topic_name_index[tp.topic]:
             await channel.queue.put(batch)
-        self._read_offset[tp] = batch.last
+        self._count(tp, "handed", len(records))
+        self.activity[tp] = time.monotonic()
+        if not batch.stale:
+            self._read_offset[tp] = batch.last  # for faust's own monitoring only
         if self._commit_every is not None and self._n_acked >= self._commit_every:
             self._n_acked = 0
             await self.commit()

@@ -131,8 +131,6 @@ async def emit_executions(executions: list[Execution], missing_fills: list[Execu
     fills = [fill_for(e, now) for e in [*executions, *missing_fills]]
     await send([Emit("fills", f.symbol, f) for f in fills])
     persister.add(trading_points.fill_line(f) for f in fills)
-    for f in fills:
-        ledger.record_fill(f.component_order_id)
 
 
 # Exactly once: before a worker matches anything on partition p of a new
@@ -288,3 +286,23 @@ async def get_positions(web: Any, request: Request, taxpayer_id: str) -> Respons
             {"error": f"unknown taxpayer {taxpayer_id!r} (no accepted order)"}, status=404
         )
     return web.json(position_json(account.taxpayer_id, account.position))
+
+
+@app.page("/debug/consumer")
+async def debug_consumer(web: Any, request: Request) -> Response:
+    """faust's view of each partition: read offset, committed offset, active or paused."""
+    c: Any = app.consumer
+    active = c._active_partitions
+    return web.json(
+        {
+            str(tp): {
+                "read": c._read_offset.get(tp),
+                "committed": c._committed_offset.get(tp),
+                "active": active is None or tp in active,
+                "acked_pending": len(c._acked.get(tp, [])),
+                **c.handoff_stats.get(tp, {}),
+            }
+            for tp in sorted(c.assignment())
+            if not tp.topic.endswith("-changelog")
+        }
+    )

@@ -80,8 +80,8 @@ class InfluxPersister:
         size = len(self._buffer)
         self._added += size - before
         if on_written is not None:
-            if size == 0 and not self._callbacks:
-                on_written()
+            if self._done >= self._added:
+                on_written()  # everything added so far is written already
             else:
                 self._callbacks.append((self._added, on_written))
         if size >= self.batch_size:

@@ -77,6 +77,7 @@ class RuleEngine:
             done_before = ledger.executions.get(cid)
             if done_before is not None:
                 if cid not in ledger.filled:
+                    ledger.record_fill(cid)  # claimed now: a second copy must not repair it again
                     missing_fills.append(done_before)
                 continue
             book = self._book(comp.symbol)
@@ -100,5 +101,8 @@ class RuleEngine:
         return book
 
     def _record(self, executions: list[Execution]) -> None:
+        # The caller emits one fill per returned execution: claim both now, so
+        # a repeat of the component later in the same batch makes nothing.
         for execution in executions:
             self.ledger.record_execution(execution)
+            self.ledger.record_fill(execution.component_order_id)

@@ -51,4 +51,7 @@ class Ledger:
             self.record_execution(execution_from_json(obj))
         for obj in fills:
             self.record_fill(obj["component_order_id"])
-        return [e for cid, e in self.executions.items() if cid not in self.filled]
+        missing = [e for cid, e in self.executions.items() if cid not in self.filled]
+        for execution in missing:
+            self.record_fill(execution.component_order_id)  # claimed: the caller sends it once
+        return missing

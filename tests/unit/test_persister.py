@@ -150,3 +150,15 @@ def test_rejected_batch_is_counted_not_retried_forever() -> None:
 def test_max_buffer_below_batch_size_is_refused() -> None:
     with pytest.raises(ValueError):
         InfluxPersister(RecordingTransport(), batch_size=10, max_buffer=5)
+
+
+def test_on_written_with_nothing_pending_runs_at_once_even_after_earlier_callbacks() -> None:
+    async def scenario() -> list[str]:
+        calls: list[str] = []
+        persister = InfluxPersister(RecordingTransport(), batch_size=2, max_buffer=10)
+        persister.add(["a"], on_written=lambda: calls.append("first"))
+        await persister.flush()
+        persister.add([], on_written=lambda: calls.append("second"))
+        return calls
+
+    assert run(scenario()) == ["first", "second"]
