@@ -1,0 +1,212 @@
+"""The alert bolt: valid ticks -> "hot mover" alerts (CONTRACT.md `alerts`).
+
+On a tick at event time t with mid m, over the symbol's ticks seen so far with
+timestamps in (t - window_s, t] (the tick itself included, out-of-order ticks
+seen earlier included): UP when (m - min) / min >= threshold, DOWN when
+(max - m) / max >= threshold. A symbol and direction alerts again only at
+t >= t0 + window_s, t0 being the timestamp of its last alert.
+
+Retention (what "seen so far" costs). Ticks arrive in any timestamp order, and
+a tick arbitrarily far in the past would need every tick ever seen near its
+timestamp: exactness for all ticks means unbounded memory. So each symbol
+keeps the ticks with timestamp > (newest - max_lateness_s) - window_s, newest
+being the greatest timestamp seen, and:
+
+- a tick with t >= newest - max_lateness_s (every in-order tick, and any tick
+  at most ``max_lateness_s`` behind the newest) is evaluated exactly: its
+  window (t - window_s, t] lies inside what is kept (and rounding is monotonic,
+  so the float bounds keep that true to the last ULP);
+- a tick further behind ("too late") is still remembered for the windows of
+  later ticks, but does not alert itself: its own window reaches into ticks
+  already dropped, and a partial answer would be neither the contract's nor
+  stable. Ticks that late are rare in practice; pass ``max_lateness_s=math.inf``
+  for the contract's letter at the price of unbounded memory.
+
+The default ``max_lateness_s`` is one window (300 s): a symbol keeps at most
+two windows of ticks. Those are held sorted by timestamp in blocks of a few
+hundred, each with its min and max mid, so a window's min and max cost two
+partial blocks plus one min/max over the block summaries: tens of microseconds
+for windows of hundreds of thousands of ticks, in order or not.
+
+`AlertState` is mutable (copying two windows of ticks per tick would cost more
+than the rest); `on_tick` updates it in place and returns it. It holds only
+lists of numbers, so orjson serialises it and `AlertState.from_dict` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fintank.analytics.records import Alert
+from fintank.records import Tick
+
+UP = "UP"
+DOWN = "DOWN"
+
+# A block is split in two halves once it holds more than 2 * _LOAD ticks.
+_LOAD = 512
+
+
+@dataclass(slots=True)
+class AlertState:
+    """One symbol's alert state (mutable, see the module docs).
+
+    ``times`` / ``mids``: the kept ticks' timestamps and mids, in blocks sorted by
+    timestamp (within and across blocks); ``lows`` / ``highs``: each block's min
+    and max mid. ``newest``: the greatest timestamp seen (0 before any tick).
+    ``last_up`` / ``last_down``: timestamp of the last alert in that direction.
+    """
+
+    newest: float = 0.0
+    last_up: float | None = None
+    last_down: float | None = None
+    times: list[list[float]] = field(default_factory=list)
+    mids: list[list[float]] = field(default_factory=list)
+    lows: list[float] = field(default_factory=list)
+    highs: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> AlertState:
+        """Rebuild a state from its JSON object (as stored by orjson in a table)."""
+        return cls(**obj)
+
+    def kept(self) -> int:
+        """How many ticks the state holds (a gauge for memory)."""
+        return sum(len(block) for block in self.times)
+
+
+def on_tick(
+    state: AlertState | None,
+    tick: Tick,
+    window_s: float = 300.0,
+    threshold: float = 0.05,
+    max_lateness_s: float | None = None,
+) -> tuple[AlertState, list[Alert]]:
+    """Fold one valid tick into its symbol's state (in place): (state, alerts it triggers).
+
+    ``max_lateness_s`` (default: ``window_s``) bounds how far behind the newest
+    timestamp a tick may be and still alert; see the module docs.
+    """
+    if state is None:
+        state = AlertState()
+    lateness = window_s if max_lateness_s is None else max_lateness_s
+    t = tick.timestamp
+    m = (tick.bid + tick.ask) / 2
+    if t > state.newest:
+        state.newest = t
+    horizon = state.newest - lateness
+    cutoff = horizon - window_s  # nothing at or before this is in any window still evaluated
+    if t <= cutoff:
+        return state, []
+    _insert(state, t, m)
+    _prune(state, cutoff)
+    if t < horizon:
+        return state, []  # too late to alert: its window reaches past what is kept
+
+    low, high = _min_max(state, t - window_s, t)
+    alerts: list[Alert] = []
+    if (m - low) / low >= threshold and (state.last_up is None or t >= state.last_up + window_s):
+        change = (m - low) / low
+        alerts.append(Alert(tick.symbol, UP, change * 100.0, window_s, low, m, t))
+        state.last_up = t
+    if (high - m) / high >= threshold and (
+        state.last_down is None or t >= state.last_down + window_s
+    ):
+        change = (high - m) / high
+        alerts.append(Alert(tick.symbol, DOWN, change * 100.0, window_s, high, m, t))
+        state.last_down = t
+    return state, alerts
+
+
+def _head(block: list[float]) -> float:
+    return block[0]
+
+
+def _insert(state: AlertState, ts: float, mid: float) -> None:
+    times, mids = state.times, state.mids
+    if not times:
+        times.append([ts])
+        mids.append([mid])
+        state.lows.append(mid)
+        state.highs.append(mid)
+        return
+    if ts >= times[-1][-1]:  # in order: the common case
+        i = len(times) - 1
+        times[i].append(ts)
+        mids[i].append(mid)
+    else:
+        i = max(bisect_right(times, ts, key=_head) - 1, 0)
+        pos = bisect_right(times[i], ts)
+        times[i].insert(pos, ts)
+        mids[i].insert(pos, mid)
+    if mid < state.lows[i]:
+        state.lows[i] = mid
+    if mid > state.highs[i]:
+        state.highs[i] = mid
+    if len(times[i]) > 2 * _LOAD:
+        _split(state, i)
+
+
+def _split(state: AlertState, i: int) -> None:
+    times, mids = state.times, state.mids
+    half = len(times[i]) // 2
+    times.insert(i + 1, times[i][half:])
+    mids.insert(i + 1, mids[i][half:])
+    del times[i][half:]
+    del mids[i][half:]
+    state.lows[i : i + 1] = [min(mids[i]), min(mids[i + 1])]
+    state.highs[i : i + 1] = [max(mids[i]), max(mids[i + 1])]
+
+
+def _prune(state: AlertState, cutoff: float) -> None:
+    """Drop whole blocks whose ticks are all at or before ``cutoff``.
+
+    The first kept block may still hold such ticks; they are harmless, as every
+    window evaluated from now on starts after ``cutoff``.
+    """
+    times = state.times
+    drop = 0
+    while drop < len(times) - 1 and times[drop][-1] <= cutoff:
+        drop += 1
+    if drop:
+        del times[:drop]
+        del state.mids[:drop]
+        del state.lows[:drop]
+        del state.highs[:drop]
+
+
+def _min_max(state: AlertState, after: float, upto: float) -> tuple[float, float]:
+    """Min and max mid of the kept ticks with ``after < timestamp <= upto`` (at least one).
+
+    Whole blocks in the range answer from their summaries; only the partial
+    blocks at either end are scanned (for an in-order tick the last block is
+    whole, so only the oldest one is).
+    """
+    times, mids = state.times, state.mids
+    a = max(bisect_right(times, after, key=_head) - 1, 0)
+    b = bisect_right(times, upto, key=_head) - 1
+    start = bisect_right(times[a], after)
+    end = bisect_right(times[b], upto)
+    whole_end = end == len(times[b])
+    if a == b:
+        if start == 0 and whole_end:
+            return state.lows[a], state.highs[a]
+        part = mids[a][start:end]
+        return min(part), max(part)
+    first_whole = a + 1 if start else a
+    last_whole = b + 1 if whole_end else b  # exclusive
+    low, high = math.inf, -math.inf
+    if first_whole < last_whole:
+        low = min(state.lows[first_whole:last_whole])
+        high = max(state.highs[first_whole:last_whole])
+    if start and start < len(times[a]):
+        part = mids[a][start:]
+        low, high = min(low, min(part)), max(high, max(part))
+    if not whole_end:
+        part = mids[b][:end]
+        low, high = min(low, min(part)), max(high, max(part))
+    return low, high

@@ -1,0 +1,231 @@
+"""Analytics factories, strategies and brute-force reference models.
+
+The reference models restate CONTRACT.md as plainly as possible (keep every
+tick, recompute everything) so property tests can hold the streaming bolts
+to them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_right, insort
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from fintank.analytics.records import Alert, Candle, Indicator
+from fintank.records import Tick
+from tests.support.ticks import T0
+
+# A round minute: windows of 1 s and 1 min both start here.
+START = T0
+
+
+def at(mid: float, timestamp: float, symbol: str = "VTI") -> Tick:
+    """A tick whose mid is exactly ``mid`` (bid == ask), at event time ``timestamp``."""
+    return Tick(symbol, "NYSE", float(mid), float(mid), float(timestamp))
+
+
+def candle(
+    start: float = START,
+    open: float = 100.0,
+    high: float | None = None,
+    low: float | None = None,
+    close: float | None = None,
+    count: int = 1,
+    symbol: str = "VTI",
+    interval: str = "1m",
+) -> Candle:
+    """A candle with sensible defaults: high/low/close follow open unless given."""
+    close = open if close is None else close
+    high = max(open, close) if high is None else high
+    low = min(open, close) if low is None else low
+    return Candle(symbol, interval, float(start), open, high, low, close, count)
+
+
+def indicator(
+    rsi: float | None,
+    close: float = 100.0,
+    start: float = START,
+    symbol: str = "VTI",
+    interval: str = "1m",
+) -> Indicator:
+    """An indicator record carrying the RSI a test cares about."""
+    return Indicator(symbol, interval, float(start), close, None, None, rsi)
+
+
+def random_walk(n: int, seed: int = 7, start: float = 100.0, step: float = 0.01) -> list[float]:
+    """``n`` closes of a multiplicative random walk (deterministic for a seed)."""
+    rng = random.Random(seed)
+    closes = [start]
+    for _ in range(n - 1):
+        closes.append(closes[-1] * (1.0 + rng.uniform(-step, step)))
+    return closes
+
+
+# --- strategies --------------------------------------------------------------
+
+closes = st.floats(min_value=1.0, max_value=1000.0, allow_nan=False, allow_infinity=False)
+close_series = st.lists(
+    st.one_of(closes, st.sampled_from([10.0, 10.5, 11.0])), min_size=0, max_size=80
+)
+
+
+@st.composite
+def walk_series(draw: st.DrawFn, max_size: int = 120) -> list[float]:
+    """Close series that move like prices, with flat stretches and repeated values."""
+    n = draw(st.integers(min_value=0, max_value=max_size))
+    price = draw(closes)
+    out: list[float] = []
+    moves = st.one_of(
+        st.just(0.0),
+        st.floats(min_value=-0.05, max_value=0.05, allow_nan=False),
+    )
+    for _ in range(n):
+        out.append(price)
+        price = max(1.0, min(1000.0, price * (1.0 + draw(moves))))
+    return out
+
+
+def _offsets(max_offset: float) -> st.SearchStrategy[float]:
+    """Event-time offsets from START: a coarse grid (ties, exact window bounds) and any float."""
+    grid = st.integers(min_value=0, max_value=int(max_offset * 2)).map(lambda k: k / 2)
+    anywhere = st.floats(min_value=0.0, max_value=max_offset, allow_nan=False)
+    # One ULP below a whole second: the last instant of a window.
+    below = st.integers(min_value=1, max_value=int(max_offset)).map(
+        lambda k: math.nextafter(START + k, 0.0) - START
+    )
+    return st.one_of(grid, grid, anywhere, below)
+
+
+mids = st.one_of(
+    st.sampled_from([95.0, 99.5, 100.0, 100.5, 104.0, 105.0, 110.0]),
+    st.floats(min_value=90.0, max_value=115.0, allow_nan=False),
+)
+
+
+@st.composite
+def tick_streams(
+    draw: st.DrawFn, max_offset: float = 200.0, max_size: int = 60, symbol: str = "VTI"
+) -> list[Tick]:
+    """Ticks of one symbol in arrival order, timestamps in any order (ties, bounds, jitter)."""
+    offsets = draw(st.lists(_offsets(max_offset), max_size=max_size))
+    return [at(draw(mids), START + off, symbol) for off in offsets]
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A wall-clock reading fed to the candle bolt between ticks."""
+
+    now: float
+
+
+@st.composite
+def candle_events(draw: st.DrawFn, max_offset: float = 200.0) -> list[Tick | Clock]:
+    """Ticks of one symbol interleaved with wall-clock readings (clock time never goes back)."""
+    ticks = draw(tick_streams(max_offset=max_offset))
+    events: list[Tick | Clock] = []
+    now = START
+    for t in ticks:
+        if draw(st.integers(0, 3)) == 0:
+            now += draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 30.0, 61.0, 62.0]))
+            events.append(Clock(now))
+        events.append(t)
+    return events
+
+
+# --- reference models ----------------------------------------------------------
+
+
+def reference_candles(
+    events: Iterable[Tick | Clock], interval_s: int, interval: str, grace_s: float
+) -> tuple[list[Candle], list[Tick], Candle | None]:
+    """CONTRACT.md `candles` by brute force: (candles emitted in order, late ticks, open one)."""
+    emitted: list[Candle] = []
+    late: list[Tick] = []
+    windows: dict[float, list[tuple[int, Tick]]] = {}  # start -> (arrival, tick)
+    done: set[float] = set()
+    newest: float | None = None
+    for arrival, event in enumerate(events):
+        if isinstance(event, Clock):
+            due = newest is not None and event.now >= newest + interval_s + grace_s
+            if newest is not None and due and newest not in done:
+                emitted.append(_ohlc(newest, windows[newest], interval))
+                done.add(newest)
+            continue
+        k = math.floor(event.timestamp / interval_s)
+        while k * interval_s > event.timestamp:
+            k -= 1
+        while (k + 1) * interval_s <= event.timestamp:
+            k += 1
+        start = float(k * interval_s)
+        if newest is not None and (start < newest or start in done):
+            late.append(event)
+            continue
+        if newest is not None and start > newest and newest not in done:
+            emitted.append(_ohlc(newest, windows[newest], interval))
+            done.add(newest)
+        newest = start
+        windows.setdefault(start, []).append((arrival, event))
+    still_open = None
+    if newest is not None and newest not in done:
+        still_open = _ohlc(newest, windows[newest], interval)
+    return emitted, late, still_open
+
+
+def _ohlc(start: float, members: list[tuple[int, Tick]], interval: str) -> Candle:
+    ticks = [tick for _, tick in members]
+    first = min(members, key=lambda m: (m[1].timestamp, m[0]))[1]
+    last = max(members, key=lambda m: (m[1].timestamp, m[0]))[1]
+    return Candle(
+        first.symbol,
+        interval,
+        start,
+        first.mid,
+        max(t.mid for t in ticks),
+        min(t.mid for t in ticks),
+        last.mid,
+        len(ticks),
+    )
+
+
+def reference_alerts(
+    ticks: Sequence[Tick],
+    window_s: float,
+    threshold: float,
+    max_lateness_s: float,
+) -> list[Alert]:
+    """CONTRACT.md `alerts` by brute force over every tick seen, one symbol.
+
+    Plus fintank's one retention rule: a tick more than ``max_lateness_s``
+    behind the newest timestamp does not alert (``math.inf``: the bare contract).
+    """
+    seen: list[tuple[float, float]] = []  # every tick, sorted by timestamp
+    newest = 0.0
+    last: dict[str, float] = {}
+    out: list[Alert] = []
+    for tick in ticks:
+        t, m = tick.timestamp, tick.mid
+        insort(seen, (t, m))
+        newest = max(newest, t)
+        if t < newest - max_lateness_s:
+            continue
+        lo = bisect_right(seen, t - window_s, key=_first)
+        hi = bisect_right(seen, t, key=_first)
+        window = [mid for ts, mid in seen[lo:hi]]
+        assert all(t - window_s < ts <= t for ts, _ in seen[lo:hi])
+        low, high = min(window), max(window)
+        for direction, ratio, ref in (
+            ("UP", (m - low) / low, low),
+            ("DOWN", (high - m) / high, high),
+        ):
+            if ratio >= threshold and (direction not in last or t >= last[direction] + window_s):
+                out.append(Alert(tick.symbol, direction, ratio * 100.0, window_s, ref, m, t))
+                last[direction] = t
+    return out
+
+
+def _first(pair: tuple[float, float]) -> float:
+    return pair[0]
