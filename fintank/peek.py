@@ -39,9 +39,17 @@ async def read_topic(
         tps = [TopicPartition(topic, p) for p in sorted(wanted)]
         if not tps:
             return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        # Ask for the offsets before assign(): once a partition is assigned, a
+        # fetch waits at the broker (up to fetch_max_wait_ms) and requests on
+        # that connection queue behind it.
         ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        tps = [tp for tp in tps if ends[tp] > starts[tp]]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
         out: list[Record] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -147,8 +147,10 @@ async def recovered(batch: RecordBatch) -> None:
 
 
 async def _recover(partition: int) -> None:
-    executions = await read_topic(settings.bootstrap, topics.executions, partitions=[partition])
-    fills = await read_topic(settings.bootstrap, topics.fills, partitions=[partition])
+    executions, fills = await asyncio.gather(
+        read_topic(settings.bootstrap, topics.executions, partitions=[partition]),
+        read_topic(settings.bootstrap, topics.fills, partitions=[partition]),
+    )
     missing = ledger.rebuild((r.value for r in executions), (r.value for r in fills))
     if missing:
         await emit_executions([], missing)
