@@ -239,3 +239,33 @@ def config(c: Context) -> None:
             print(f"| `{PREFIX}{f.name.upper()}` | `{f.default}` | {DOCS[f.name]} |")
     for f in fields(Topics):
         print(f"| `{PREFIX}TOPIC_{f.name.upper()}` | `{f.default}` | topic name |")
+
+
+@task(
+    help={
+        "count": "ticks to preload and read per variant (stock faust reads count/10)",
+        "rounds": "rounds of all variants, interleaved (medians are reported)",
+        "quick": "a smoke run: 50,000 ticks, 1 round",
+        "variants": "comma-separated subset, e.g. quix-json,fintank-v1 (default: all)",
+        "keep": "keep the run's Kafka topics and consumer groups (default: delete them)",
+        "profile": "py-spy the fintank workers into this folder (pip install py-spy first)",
+    }
+)
+def bench(
+    c: Context,
+    count: int = 200_000,
+    rounds: int = 2,
+    quick: bool = False,
+    variants: str = "",
+    keep: bool = False,
+    profile: str = "",
+) -> None:
+    """fintank's tick path vs raw aiokafka, Quix Streams and stock Faust, in one run (needs `invoke up`)."""
+    from bench.run import main as run_bench
+
+    if quick:
+        count, rounds = 50_000, 1
+    if count < 10 or rounds < 1:
+        raise _fail("--count must be >= 10 and --rounds >= 1")
+    chosen = [v.strip() for v in variants.split(",") if v.strip()] or None
+    run_bench(count=count, rounds=rounds, variants=chosen, keep=keep, profile=profile)

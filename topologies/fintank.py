@@ -139,17 +139,33 @@ _recovered: dict[tuple[int, int], asyncio.Task[None]] = {}
 
 
 async def recovered(batch: RecordBatch) -> None:
+    """Wait until this worker knows what was emitted for ``batch``'s partition.
+
+    The first batch of an assignment starts one recovery for every matcher
+    partition assigned (one read of each output topic), not one per partition.
+    """
     key = (batch.partition, batch.generation_id)
     task = _recovered.get(key)
     if task is None:
-        task = _recovered[key] = asyncio.ensure_future(_recover(batch.partition))
+        assigned = sorted(
+            {
+                tp.partition
+                for tp in app.consumer.assignment()
+                if tp.topic in (topics.ticks, topics.components)
+            }
+            | {batch.partition}
+        )
+        task = asyncio.ensure_future(_recover(assigned))
+        for partition in assigned:
+            _recovered.setdefault((partition, batch.generation_id), task)
+        _recovered[key] = task
     await task
 
 
-async def _recover(partition: int) -> None:
+async def _recover(partitions: list[int]) -> None:
     executions, fills = await asyncio.gather(
-        read_topic(settings.bootstrap, topics.executions, partitions=[partition]),
-        read_topic(settings.bootstrap, topics.fills, partitions=[partition]),
+        read_topic(settings.bootstrap, topics.executions, partitions=partitions),
+        read_topic(settings.bootstrap, topics.fills, partitions=partitions),
     )
     missing = ledger.rebuild((r.value for r in executions), (r.value for r in fills))
     if missing:
