@@ -9,15 +9,17 @@ from pathlib import Path
 import orjson
 
 from fintank.config import Settings
-from fintank.generators import INVALID_TICKS, random_walk_ticks
+from fintank.generators import INVALID_ORDERS, INVALID_TICKS, random_orders, random_walk_ticks
 from fintank.peek import read_topic
 from fintank.producer import send_paced
+from fintank.sinks.lines import to_ns
 from fintank.sinks.query import influxql
 from fintank.stack import Stack
 from fintank.stack.worker import Worker
 
 SYMBOLS = ["VTI", "IVE", "IWS"]
 TICKS = 3000
+ORDERS = 40
 INVALID = len(INVALID_TICKS)
 
 
@@ -45,27 +47,61 @@ def run_demo(settings: Settings, venv_bin: Path) -> None:
         )
     )
 
-    where = f"time >= {int(started * 1e9)}"
+    where = f"time >= {to_ns(started)}"
     counts = _wait_for_points(settings, where, TICKS)
+
+    orders = [
+        (o["portfolio_order_id"].encode(), orjson.dumps(o))
+        for o in random_orders(SYMBOLS, ORDERS, time.time(), taxpayers=5, limit_share=0.2)
+    ]
+    bad_orders: list[tuple[bytes | None, bytes]] = [(b"demo", raw) for raw in INVALID_ORDERS]
+    asyncio.run(
+        send_paced(
+            settings.bootstrap,
+            settings.topics.orders,
+            orders + bad_orders,
+            len(orders) + len(bad_orders),
+            rate=50,
+            label="orders",
+        )
+    )
+    time.sleep(3)
+    executions = asyncio.run(read_topic(settings.bootstrap, settings.topics.executions))
+    fills = asyncio.run(read_topic(settings.bootstrap, settings.topics.fills))
     letters = asyncio.run(read_topic(settings.bootstrap, settings.topics.deadletters))
+
     print()
     print(
         f"InfluxDB {settings.influx_url} database {settings.influx_database!r}, measurement bid_ask:"
     )
     for symbol, n in sorted(counts.items()):
         print(f"  {symbol:6} {n} points from this run")
-    print(
-        f"Kafka topic {settings.topics.deadletters!r}: {len(letters)} dead letters in all; the latest:"
-    )
-    for letter in letters[-3:]:
-        print(f"  - {letter.value['reason']}")
+    print(f"Kafka {settings.topics.executions!r}: {len(executions)} executions in all; the latest:")
+    for r in executions[-3:]:
+        e = r.value
+        print(
+            f"  {e['execution_id']:24} {e['order_type']:4} {e['requested_shares']:>12} {e['symbol']:4}"
+            f" @ {e['requested_price']} (quote of {e['quote_timestamp']})"
+        )
+    print(f"Kafka {settings.topics.fills!r}: {len(fills)} fills in all; the latest:")
+    for r in fills[-3:]:
+        f = r.value
+        print(
+            f"  {f['fill_id']:24} shares {f['delta_shares_position']:+.6f} cash {f['delta_cash_position']:+.2f}"
+        )
+    print(f"Kafka {settings.topics.deadletters!r}: {len(letters)} dead letters in all; the latest:")
+    for letter in letters[-4:]:
+        print(f"  - [{letter.value['source_topic']}] {letter.value['reason']}")
+    taxpayer = orjson.loads(orders[0][1])["taxpayer_id"]
     print()
     print("Where to look:")
+    print(f"  positions         curl {worker.url}/positions/{taxpayer}")
     print(f"  worker health     curl {worker.url}/health")
     print(
         f"  InfluxQL          curl '{settings.influx_url}/query?db={settings.influx_database}' "
-        "--data-urlencode 'q=SELECT * FROM bid_ask ORDER BY time DESC LIMIT 5'"
+        "--data-urlencode 'q=SELECT * FROM fills ORDER BY time DESC LIMIT 5'"
     )
+    print("  Grafana           import dashboards/order-flow.json (see README.md)")
     print(f"  worker log        {worker.log_file}")
     print("  stop everything   .venv/bin/invoke down")
 
