@@ -111,6 +111,7 @@ class BatchingConsumer(driver.Consumer):
         stats[what] = stats.get(what, 0) + n
 
     async def _wait_next_records(self, timeout: float) -> Any:
+        records: Any
         records, active = await super()._wait_next_records(timeout)
         batch_topics = getattr(self.app, "batch_topic_names", None)
         if records and self.flow_active and batch_topics:
@@ -195,7 +196,8 @@ class BatchingConsumer(driver.Consumer):
         # again. Acks are per offset range and idempotent (`RecordBatch.ack`),
         # and every fintank bolt tolerates redelivery.
         batch = RecordBatch(self, tp, records, records[0].offset, generation)
-        for channel in self.app.topics._topic_name_index[tp.topic]:
+        conductor: Any = self.app.topics
+        for channel in conductor._topic_name_index[tp.topic]:
             await channel.queue.put(batch)
         self._count(tp, "handed", len(records))
         self.activity[tp] = time.monotonic()

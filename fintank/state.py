@@ -35,7 +35,7 @@ class StateTable(Generic[V]):
         data = self.table.data
         value = data.get(key)
         if value is None or type(value) is self.kind:
-            return value
+            return value  # type: ignore[return-value]
         record = self.from_json(value)  # a dict restored from the changelog
         data[key] = record
         return record

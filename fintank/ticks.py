@@ -11,6 +11,7 @@ invalid UTF-8, so every float it hands back is finite.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fintank.codec import JSONDecodeError, loads, payload_text
 from fintank.records import DeadLetter, Tick
@@ -34,9 +35,9 @@ def parse_tick(raw: bytes | None) -> Tick | str:
     exchange = obj.get("exchange")
     if type(exchange) is not str:
         return _bad_string("exchange", exchange, empty_ok=True)
-    bid = obj.get("bid")
-    ask = obj.get("ask")
-    ts = obj.get("timestamp")
+    bid: Any = obj.get("bid")
+    ask: Any = obj.get("ask")
+    ts: Any = obj.get("timestamp")
     if type(bid) not in _NUMBER or type(ask) not in _NUMBER or type(ts) not in _NUMBER:
         for name, value in (("bid", bid), ("ask", ask), ("timestamp", ts)):
             if type(value) not in _NUMBER:
@@ -49,8 +50,8 @@ def parse_tick(raw: bytes | None) -> Tick | str:
         return f"bid {bid} is above ask {ask}"
     if ts <= 0:
         return f"timestamp must be > 0, got {ts}"
-    bid_size = obj.get("bid_size")
-    ask_size = obj.get("ask_size")
+    bid_size: Any = obj.get("bid_size")
+    ask_size: Any = obj.get("ask_size")
     if bid_size is not None or ask_size is not None:
         for name, value in (("bid_size", bid_size), ("ask_size", ask_size)):
             if name in obj and (type(value) not in _NUMBER or value < 0):

@@ -7,7 +7,7 @@ data); the persister owns the retry policy.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -68,7 +68,7 @@ class InfluxV2Transport:
     def __init__(self, url: str, token: str, org: str, bucket: str, timeout: float = 10.0) -> None:
         self.url, self.token, self.org, self.bucket = url, token, org, bucket
         self.timeout_ms = int(timeout * 1000)
-        self._client = None
+        self._client: Any = None
 
     async def write(self, lines: list[str]) -> None:
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
