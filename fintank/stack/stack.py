@@ -179,7 +179,7 @@ class Stack:
         )
         classpath = f"{self.kafka_libs(log)}/*"
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = _cluster_id()
             done = subprocess.run(
                 [
                     "java",
@@ -293,3 +293,14 @@ bind-address = "127.0.0.1:{rpc}"
 [monitor]
   store-enabled = false
 """
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id (URL-safe base64 of a UUID) that does not start with ``-``.
+
+    Kafka's StorageTool parses ``-t -abc...`` as an option, not a value.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id

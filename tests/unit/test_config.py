@@ -51,3 +51,12 @@ def test_bad_values_fail_with_one_line(env: dict[str, str], message: str) -> Non
 
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
+    from fintank.stack.stack import _cluster_id
+
+    ids = [_cluster_id() for _ in range(2000)]
+
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids)
