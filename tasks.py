@@ -38,6 +38,22 @@ def _symbols(raw: str) -> list[str]:
     return symbols
 
 
+def _send_or_print(
+    records: list[tuple[bytes | None, bytes]], topic: str, rate: float, dry_run: bool, what: str
+) -> None:
+    """Send (key, value) records to the configured ``topic`` at ``rate``, or print them."""
+    from fintank.producer import send_paced
+
+    if dry_run:
+        for _, value in records:
+            sys.stdout.write(value.decode("utf-8", "backslashreplace") + "\n")
+        return
+    settings = _settings()
+    name = getattr(settings.topics, topic)
+    sent = asyncio.run(send_paced(settings.bootstrap, name, records, len(records), rate, topic))
+    print(f"sent {sent} records to {name!r} ({what})")
+
+
 @task
 def up(c: Context) -> None:
     """Start the local stack (Kafka KRaft, InfluxDB 1.x, VictoriaMetrics); installs what is missing."""
@@ -115,7 +131,6 @@ def queue_ticks(
     import orjson
 
     from fintank.generators import INVALID_TICKS, random_walk_ticks
-    from fintank.producer import send_paced
 
     if count < 0 or invalid < 0:
         raise _fail("--count and --invalid must be >= 0")
@@ -127,15 +142,7 @@ def queue_ticks(
         (t["symbol"].encode(), orjson.dumps(t)) for t in ticks
     ]
     records += [(b"invalid", INVALID_TICKS[i % len(INVALID_TICKS)]) for i in range(invalid)]
-    if dry_run:
-        for _, value in records:
-            sys.stdout.write(value.decode("utf-8", "backslashreplace") + "\n")
-        return
-    settings = _settings()
-    sent = asyncio.run(
-        send_paced(settings.bootstrap, settings.topics.ticks, records, len(records), rate, "ticks")
-    )
-    print(f"sent {sent} records to {settings.topics.ticks!r} ({count} valid, {invalid} invalid)")
+    _send_or_print(records, "ticks", rate, dry_run, f"{count} valid, {invalid} invalid")
 
 
 @task(
@@ -165,7 +172,6 @@ def queue_orders(
     import orjson
 
     from fintank.generators import INVALID_ORDERS, random_orders
-    from fintank.producer import send_paced
 
     if count < 0 or invalid < 0:
         raise _fail("--count and --invalid must be >= 0")
@@ -183,17 +189,7 @@ def queue_orders(
         (o["portfolio_order_id"].encode(), orjson.dumps(o)) for o in orders
     ]
     records += [(b"invalid", INVALID_ORDERS[i % len(INVALID_ORDERS)]) for i in range(invalid)]
-    if dry_run:
-        for _, value in records:
-            sys.stdout.write(value.decode() + "\n")
-        return
-    settings = _settings()
-    sent = asyncio.run(
-        send_paced(
-            settings.bootstrap, settings.topics.orders, records, len(records), rate, "orders"
-        )
-    )
-    print(f"sent {sent} records to {settings.topics.orders!r} ({count} valid, {invalid} invalid)")
+    _send_or_print(records, "orders", rate, dry_run, f"{count} valid, {invalid} invalid")
 
 
 @task

@@ -41,6 +41,20 @@ def payload_text(raw: bytes | None) -> str:
         return "b64:" + base64.b64encode(raw).decode("ascii")
 
 
+def json_type(value: object) -> str:
+    """What JSON calls a decoded value, for error messages ("a string", "an array", "null")."""
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
 def key_bytes(key: str) -> bytes:
     """Keys on the wire are UTF-8 strings."""
     return key.encode("utf-8")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fintank.codec import JSONDecodeError, loads, payload_text
+from fintank.codec import JSONDecodeError, json_type, loads, payload_text
 from fintank.records import DeadLetter, Tick
 
 _NUMBER = (int, float)  # JSON numbers; bool is a subclass of int but ``type(True) is bool``
@@ -28,7 +28,7 @@ def parse_tick(raw: bytes | None) -> Tick | str:
     except JSONDecodeError as exc:
         return f"not valid JSON: {exc}"
     if type(obj) is not dict:
-        return f"a tick must be a JSON object, got {_json_type(obj)}"
+        return f"a tick must be a JSON object, got {json_type(obj)}"
     symbol = obj.get("symbol")
     if type(symbol) is not str or not symbol:
         return _bad_string("symbol", symbol, empty_ok=False)
@@ -99,21 +99,8 @@ class TickDeserializer:
         return batch
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        str: "a string",
-        list: "an array",
-        dict: "an object",
-        int: "a number",
-        float: "a number",
-    }.get(type(value), type(value).__name__)
-
-
 def _show(value: object) -> str:
-    return "nothing (missing)" if value is None else f"{_json_type(value)} {value!r}"
+    return "nothing (missing)" if value is None else f"{json_type(value)} {value!r}"
 
 
 def _bad_string(name: str, value: object, *, empty_ok: bool) -> str:
@@ -121,10 +108,10 @@ def _bad_string(name: str, value: object, *, empty_ok: bool) -> str:
         return f"missing field {name!r}"
     if type(value) is str:
         return f"{name} must not be empty"
-    return f"{name} must be a string, got {_json_type(value)}"
+    return f"{name} must be a string, got {json_type(value)}"
 
 
 def _bad_number(name: str, value: object) -> str:
     if value is None:
         return f"missing field {name!r} (or null)"
-    return f"{name} must be a JSON number, got {_json_type(value)} {value!r}"
+    return f"{name} must be a JSON number, got {json_type(value)} {value!r}"

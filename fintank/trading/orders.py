@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fintank.codec import JSONDecodeError, loads, payload_text
+from fintank.codec import JSONDecodeError, json_type, loads, payload_text
 from fintank.records import DeadLetter, Emit
 from fintank.trading.components import split
 from fintank.trading.records import BUY, SELL, PortfolioEntry, PortfolioOrder
@@ -41,7 +41,7 @@ def parse_order(raw: bytes | None) -> PortfolioOrder | str:
     except JSONDecodeError as exc:
         return f"not valid JSON: {exc}"
     if type(obj) is not dict:
-        return f"a portfolio order must be a JSON object, got {_json_type(obj)}"
+        return f"a portfolio order must be a JSON object, got {json_type(obj)}"
 
     taxpayer_id: Any = obj.get("taxpayer_id")
     if not ((type(taxpayer_id) is str and taxpayer_id) or type(taxpayer_id) is int):
@@ -84,7 +84,7 @@ def _parse_portfolio(portfolio: object) -> tuple[PortfolioEntry, ...] | str:
     if type(portfolio) is not list:
         if portfolio is None:
             return "missing field 'portfolio' (or null)"
-        return f"portfolio must be a JSON array, got {_json_type(portfolio)}"
+        return f"portfolio must be a JSON array, got {json_type(portfolio)}"
     if not portfolio:
         return "portfolio must not be empty"
     entries = []
@@ -92,7 +92,7 @@ def _parse_portfolio(portfolio: object) -> tuple[PortfolioEntry, ...] | str:
     for i, item in enumerate(portfolio):
         where = f"portfolio[{i}]"
         if type(item) is not dict:
-            return f"{where} must be a JSON object, got {_json_type(item)}"
+            return f"{where} must be a JSON object, got {json_type(item)}"
         symbol = item.get("symbol")
         if type(symbol) is not str or not symbol:
             return _bad_string(f"{where}.symbol", symbol)
@@ -208,21 +208,8 @@ class OrderValidator:
         return Rejected(DeadLetter(self.source_topic, reason, payload_text(raw), now))
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        str: "a string",
-        list: "an array",
-        dict: "an object",
-        int: "a number",
-        float: "a number",
-    }.get(type(value), type(value).__name__)
-
-
 def _show(value: object) -> str:
-    return "nothing (missing or null)" if value is None else f"{_json_type(value)} {value!r}"
+    return "nothing (missing or null)" if value is None else f"{json_type(value)} {value!r}"
 
 
 def _bad_string(name: str, value: object) -> str:
