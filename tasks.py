@@ -38,6 +38,13 @@ def _symbols(raw: str) -> list[str]:
     return symbols
 
 
+def _check_amounts(count: int, invalid: int, rate: float) -> None:
+    if count < 0 or invalid < 0:
+        raise _fail("--count and --invalid must be >= 0")
+    if rate < 0:
+        raise _fail("--rate must be >= 0 (0 = as fast as possible)")
+
+
 def _send_or_print(
     records: list[tuple[bytes | None, bytes]], topic: str, rate: float, dry_run: bool, what: str
 ) -> None:
@@ -132,10 +139,7 @@ def queue_ticks(
 
     from fintank.generators import INVALID_TICKS, random_walk_ticks
 
-    if count < 0 or invalid < 0:
-        raise _fail("--count and --invalid must be >= 0")
-    if rate < 0:
-        raise _fail("--rate must be >= 0 (0 = as fast as possible)")
+    _check_amounts(count, invalid, rate)
     names = _symbols(symbols)
     ticks = random_walk_ticks(names, count, time.time(), None if seed < 0 else seed)
     records: list[tuple[bytes | None, bytes]] = [
@@ -173,10 +177,7 @@ def queue_orders(
 
     from fintank.generators import INVALID_ORDERS, random_orders
 
-    if count < 0 or invalid < 0:
-        raise _fail("--count and --invalid must be >= 0")
-    if rate < 0:
-        raise _fail("--rate must be >= 0 (0 = as fast as possible)")
+    _check_amounts(count, invalid, rate)
     if taxpayers < 1:
         raise _fail("--taxpayers must be >= 1")
     if not 0 <= limit_share <= 1:

@@ -225,6 +225,10 @@ class BatchingApp(faust.App):
     def batch_topic(self, name: str, partitions: int | None = None) -> Any:
         """A raw-bytes topic delivered in batches; its agent must ack each `RecordBatch`."""
         self.batch_topic_names.add(name)
+        return self.raw_topic(name, partitions)
+
+    def raw_topic(self, name: str, partitions: int | None = None) -> Any:
+        """A topic of raw bytes: fintank's codec, not faust's models, owns the wire format."""
         return self.topic(
             name,
             key_type=bytes,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -71,23 +72,12 @@ fills_in_topic = app.batch_topic(topics.fills, partitions=P)
 positions_topic = app.batch_topic(topics.positions, partitions=P)
 
 
-def out_topic(name: str, partitions: int = P) -> Any:
-    return app.topic(
-        name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-    )
-
-
 OUTPUTS = {
-    "deadletters": out_topic(topics.deadletters, partitions=1),
-    "components": out_topic(topics.components),
-    "executions": out_topic(topics.executions),
-    "fills": out_topic(topics.fills),
-    "positions": out_topic(topics.positions),
+    "deadletters": app.raw_topic(topics.deadletters, partitions=1),
+    "components": app.raw_topic(topics.components, partitions=P),
+    "executions": app.raw_topic(topics.executions, partitions=P),
+    "fills": app.raw_topic(topics.fills, partitions=P),
+    "positions": app.raw_topic(topics.positions, partitions=P),
 }
 
 
@@ -121,7 +111,9 @@ def dead(letters: list[DeadLetter]) -> list[Emit]:
     return [Emit("deadletters", letter.source_topic, letter) for letter in letters]
 
 
-async def emit_executions(executions: list[Execution], missing_fills: list[Execution] = ()) -> None:  # type: ignore[assignment]
+async def emit_executions(
+    executions: list[Execution], missing_fills: Sequence[Execution] = ()
+) -> None:
     """Executions first, delivered, then their fills: a crash never leaves a fill without its execution."""
     if executions:
         delivered = await send([Emit("executions", e.symbol, e) for e in executions])
