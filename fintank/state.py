@@ -15,7 +15,7 @@ codec), so after recovery the store holds dicts until first read, when
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
@@ -60,9 +60,3 @@ class StateTable(Generic[V]):
         data = self.table.data
         for key, partition in staged.items():
             self.table.send_changelog(partition, key, data[key])
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.table.data
-
-    def keys(self) -> Iterator[str]:
-        return iter(list(self.table.data.keys()))

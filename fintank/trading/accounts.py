@@ -31,7 +31,7 @@ def account_from_json(obj: dict[str, Any]) -> Account:
     return Account(
         obj["taxpayer_id"],
         position_from_json(obj["position"]),
-        frozenset(obj.get("fill_ids", ())),  # absent in changelogs written before fill_ids
+        frozenset(obj["fill_ids"]),
     )
 
 

@@ -29,9 +29,6 @@ class Ledger:
     executions: dict[str, Execution] = field(default_factory=dict)
     filled: set[str] = field(default_factory=set)
 
-    def executed(self, component_order_id: str) -> bool:
-        return component_order_id in self.executions
-
     def record_execution(self, execution: Execution) -> None:
         self.executions[execution.component_order_id] = execution
 
