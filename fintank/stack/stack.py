@@ -9,7 +9,7 @@ import subprocess
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 KAFKA_POM = REPO / "infra" / "kafka" / "pom.xml"
 KAFKA_LOG4J = REPO / "infra" / "kafka" / "log4j2.properties"
 APT_PACKAGES = {"influxd": "influxdb", "victoria-metrics": "victoria-metrics"}
+# Needed by the test suite only (the live page's browser test), not by the stack:
+# `./bootstrap` installs them, `invoke up` and the demo do not.
+TEST_APT_PACKAGES = {"chromium": "chromium"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,25 +78,7 @@ class Stack:
             "java", "install a Java 17 runtime: apt-get install -y openjdk-17-jre-headless"
         )
         self.kafka_libs(log)
-        missing = [pkg for binary, pkg in APT_PACKAGES.items() if shutil.which(binary) is None]
-        if missing:
-            self._require("apt-get", f"install {' '.join(missing)} with your package manager")
-            log(f"installing {' '.join(missing)} from Debian's packages (apt-get)...")
-            for argv in (
-                ["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", *missing],
-            ):
-                done = subprocess.run(
-                    argv,
-                    capture_output=True,
-                    text=True,
-                    env={
-                        "DEBIAN_FRONTEND": "noninteractive",
-                        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                    },
-                )
-                if done.returncode != 0:
-                    raise StackError(f"{' '.join(argv)} failed: {done.stderr.strip()[-300:]}")
+        apt_install(APT_PACKAGES, log)
 
     def kafka_libs(self, log: Callable[[str], None] = print) -> Path:
         """The folder of Kafka's jars, resolved by Maven from Maven Central on first use."""
@@ -248,6 +233,33 @@ class Stack:
         with urllib.request.urlopen(req, timeout=10) as resp:
             if resp.status != 200:
                 raise StackError(f"InfluxDB refused CREATE DATABASE: HTTP {resp.status}")
+
+
+def install_test_tools(log: Callable[[str], None] = print) -> None:
+    """Apt-install what only the test suite needs (Chromium for the live page), if missing."""
+    apt_install(TEST_APT_PACKAGES, log)
+
+
+def apt_install(packages: Mapping[str, str], log: Callable[[str], None] = print) -> None:
+    """Install Debian's packages whose binaries (``{binary: package}``) are not on PATH."""
+    missing = [pkg for binary, pkg in packages.items() if shutil.which(binary) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None:
+        raise StackError(f"apt-get not found on PATH: install {' '.join(missing)} yourself")
+    log(f"installing {' '.join(missing)} from Debian's packages (apt-get)...")
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", *missing],
+    ):
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        if done.returncode != 0:
+            raise StackError(f"{' '.join(argv)} failed: {done.stderr.strip()[-300:]}")
 
 
 KAFKA_PROPERTIES = """\
