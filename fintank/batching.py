@@ -60,6 +60,9 @@ class RecordBatch:
     def values(self) -> list[bytes | None]:
         return [r.value for r in self.records]
 
+    def offsets(self) -> list[int]:
+        return [r.offset for r in self.records]
+
     @property
     def stale(self) -> bool:
         """True once the partition is no longer assigned to this worker.

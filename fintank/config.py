@@ -58,6 +58,14 @@ DOCS: dict[str, str] = {
     "kafka_port": "local stack: Kafka broker port on 127.0.0.1",
     "influx_port": "local stack: InfluxDB 1.x HTTP port on 127.0.0.1",
     "victoria_port": "local stack: VictoriaMetrics HTTP port on 127.0.0.1",
+    "candle_grace": "candles: seconds past a window's end before the wall clock closes it",
+    "sma_period": "indicators: SMA period (closes)",
+    "ema_period": "indicators: EMA period (closes)",
+    "rsi_period": "indicators: RSI period (closes)",
+    "rsi_low": "signals: BUY when the RSI crosses below this",
+    "rsi_high": "signals: SELL when the RSI crosses above this",
+    "alert_window": "alerts: trailing event-time window in seconds",
+    "alert_threshold_pct": "alerts: move within the window that makes a symbol hot, in percent",
 }
 
 
@@ -83,6 +91,14 @@ class Settings:
     kafka_port: int = 9092
     influx_port: int = 8086
     victoria_port: int = 8428
+    candle_grace: float = 2.0
+    sma_period: int = 20
+    ema_period: int = 20
+    rsi_period: int = 14
+    rsi_low: float = 30.0
+    rsi_high: float = 70.0
+    alert_window: float = 300.0
+    alert_threshold_pct: float = 5.0
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -134,10 +150,30 @@ class Settings:
         for name in ("influx_url", "influx_v2_url"):
             if urlparse(getattr(self, name)).scheme not in ("http", "https"):
                 raise ConfigError(f"{PREFIX}{name.upper()} must be an http(s) URL")
+        self._validate_analytics()
         for name in ("web_port", "kafka_port", "influx_port", "victoria_port"):
             port = getattr(self, name)
             if not 0 < port < 65536:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be a port 1..65535, got {port}")
+
+    def _validate_analytics(self) -> None:
+        for name in ("sma_period", "ema_period", "rsi_period"):
+            value = getattr(self, name)
+            if not 2 <= value <= 100_000:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be 2..100000, got {value}")
+        if not (0 <= self.candle_grace < math.inf):
+            raise ConfigError(f"{PREFIX}CANDLE_GRACE must be >= 0 seconds, got {self.candle_grace}")
+        if not (0 <= self.rsi_low < self.rsi_high <= 100):
+            raise ConfigError(
+                f"{PREFIX}RSI_LOW ({self.rsi_low}) and {PREFIX}RSI_HIGH ({self.rsi_high}) "
+                "must satisfy 0 <= low < high <= 100"
+            )
+        if not (0 < self.alert_window < math.inf):
+            raise ConfigError(f"{PREFIX}ALERT_WINDOW must be > 0 seconds, got {self.alert_window}")
+        if not (0 < self.alert_threshold_pct < math.inf):
+            raise ConfigError(
+                f"{PREFIX}ALERT_THRESHOLD_PCT must be > 0, got {self.alert_threshold_pct}"
+            )
 
     @property
     def bootstrap(self) -> str:

@@ -63,9 +63,13 @@ def parse_tick(raw: bytes | None) -> Tick | str:
 
 @dataclass(slots=True)
 class TickBatch:
-    """What the deserializer emits for one batch: valid ticks (in order) and dead letters."""
+    """What the deserializer emits for one batch: valid ticks (in order) and dead letters.
+
+    ``offsets``: each valid tick's record offset, when the caller passed offsets.
+    """
 
     ticks: list[Tick] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -84,11 +88,17 @@ class TickDeserializer:
             return DeadLetter(self.source_topic, result, payload_text(raw), now)
         return result  # type: ignore[return-value]
 
-    def process_batch(self, raws: list[bytes | None], now: float) -> TickBatch:
-        """Many records at once, in order; ``now`` stamps the batch's dead letters."""
+    def process_batch(
+        self, raws: list[bytes | None], now: float, offsets: list[int] | None = None
+    ) -> TickBatch:
+        """Many records at once, in order; ``now`` stamps the batch's dead letters.
+
+        With ``offsets`` (one per record) the result also lists each valid tick's offset.
+        """
         batch = TickBatch()
         ticks = batch.ticks
-        for raw in raws:
+        kept = batch.offsets
+        for i, raw in enumerate(raws):
             result = parse_tick(raw)
             if type(result) is str:
                 batch.deadletters.append(
@@ -96,6 +106,8 @@ class TickDeserializer:
                 )
             else:
                 ticks.append(result)  # type: ignore[arg-type]
+                if offsets is not None:
+                    kept.append(offsets[i])
         return batch
 
 

@@ -2,6 +2,8 @@
 
     ticks (key=symbol) ─► [TickDeserializer] ─┬─► InfluxDB bid_ask (batched)
                                               ├─► deadletters (key=source topic)
+                                              ├─► [Analytics] ─► candles, indicators, signals, alerts
+                                              │     (+ a 0.5 s timer closing candles by wall clock)
                                               └─► [RuleEngine.on_ticks] ─┐
     orders (key=portfolio_order_id)                                      │
       └─► [OrderValidator] ─┬─► deadletters                              │
@@ -28,17 +30,24 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import faust
 from faust.web import Request, Response, View
+from yarl import URL
 
+from fintank.analytics import http as analytics_http
+from fintank.analytics.engine import Analytics, AnalyticsConfig, CandleChunk, Outputs, SymbolState
+from fintank.analytics.http import candles_route, instruments_response
+from fintank.analytics.points import candle_line
 from fintank.batching import BatchingApp, RecordBatch
-from fintank.codec import CODEC_NAME, KEY_CODEC_NAME, dumps, key_bytes, loads
+from fintank.codec import dumps, key_bytes, loads
 from fintank.config import Settings
+from fintank.feed import RecentFeed
 from fintank.peek import read_topic
-from fintank.records import DeadLetter, Emit
+from fintank.records import DeadLetter, Emit, Tick
 from fintank.runtime import PersisterService, make_app, make_persister
 from fintank.sinks.lines import BidAskLines, deadletter_line
-from fintank.state import StateTable
+from fintank.state import StateTable, codec_table
 from fintank.ticks import TickDeserializer
 from fintank.trading import (
     Accepted,
@@ -54,12 +63,23 @@ from fintank.trading.accounts import Account, PositionKeeper, account_from_json
 from fintank.trading.engine import RuleEngine
 from fintank.trading.ledger import Ledger
 from fintank.trading.records import Execution, component_from_json, taxpayer_key
+from fintank.web import live_page
 
 settings = Settings.from_env(os.environ)  # the process edge: read once, pass down
 topics = settings.topics
 app: BatchingApp = make_app(settings)
 persister = make_persister(settings)
 app.service(PersisterService(persister))
+feed = RecentFeed(
+    settings.bootstrap,
+    {
+        "executions": topics.executions,
+        "fills": topics.fills,
+        "signals": topics.signals,
+        "alerts": topics.alerts,
+    },
+)
+app.service(feed)
 
 # ---------------------------------------------------------------- topics
 # Inputs arrive as raw bytes in whole fetched batches (fintank.batching);
@@ -78,21 +98,29 @@ OUTPUTS = {
     "executions": app.raw_topic(topics.executions, partitions=P),
     "fills": app.raw_topic(topics.fills, partitions=P),
     "positions": app.raw_topic(topics.positions, partitions=P),
+    "candles": app.raw_topic(topics.candles, partitions=P),
+    "indicators": app.raw_topic(topics.indicators, partitions=P),
+    "signals": app.raw_topic(topics.signals, partitions=P),
+    "alerts": app.raw_topic(topics.alerts, partitions=P),
 }
 
 
 def state_table(name: str, from_json: Any, kind: type) -> StateTable[Any]:
-    schema = faust.Schema(key_type=str, key_serializer=KEY_CODEC_NAME, value_serializer=CODEC_NAME)
-    table = app.Table(name, partitions=P, schema=schema)
-    return StateTable(table, from_json, kind)
+    return StateTable(codec_table(app, name, P), from_json, kind)
 
 
 # ---------------------------------------------------------------- state
 books = state_table("books", book_from_json, SymbolBook)  # symbol -> quote + resting
 accepted = state_table("accepted-orders", list, list)  # portfolio_order_id -> [partition, offset]
 accounts = state_table("accounts", account_from_json, Account)  # taxpayer key -> Account
+symbols = state_table("analytics", SymbolState.from_dict, SymbolState)  # symbol -> SymbolState
+history = state_table("candle-history", CandleChunk.from_dict, CandleChunk)  # emitted candles
 ledger = Ledger()
 engine = RuleEngine(books, ledger)
+analytics = Analytics(symbols, history, AnalyticsConfig.from_settings(settings))
+# The ticks agent and the clock timer both change analytics state; each holds
+# this from folding to publishing, so one never publishes the other's state early.
+analytics_lock = asyncio.Lock()
 keeper = PositionKeeper(accounts)
 
 
@@ -123,6 +151,33 @@ async def emit_executions(
     fills = [fill_for(e, now) for e in [*executions, *missing_fills]]
     await send([Emit("fills", f.symbol, f) for f in fills])
     persister.add(trading_points.fill_line(f) for f in fills)
+
+
+async def emit_analytics(out: Outputs) -> None:
+    """Analytics outputs, delivered, then the state that produced them to the changelogs."""
+    emits = [
+        *(Emit("candles", c.symbol, c) for c in out.candles),
+        *(Emit("indicators", i.symbol, i) for i in out.indicators),
+        *(Emit("signals", s.symbol, s) for s in out.signals),
+        *(Emit("alerts", a.symbol, a) for a in out.alerts),
+    ]
+    if emits:
+        await asyncio.gather(*await send(emits))
+        persister.add(candle_line(c) for c in out.candles)
+    symbols.publish()
+    history.publish()
+
+
+@app.timer(interval=0.5)
+async def close_candles() -> None:
+    """Close candles by the wall clock (end + grace) on quiet symbols of this worker."""
+    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        return
+    assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ticks}
+    async with analytics_lock:
+        out = analytics.on_clock(time.time(), assigned)
+        if out.candles:
+            await emit_analytics(out)
 
 
 # Exactly once: before a worker matches anything on partition p of a new
@@ -167,16 +222,18 @@ async def _recover(partitions: list[int]) -> None:
 # ---------------------------------------------------------------- agents
 @app.agent(ticks_topic, concurrency=1)
 async def ticks(stream: faust.StreamT[RecordBatch]) -> None:
-    """ticks -> [TickDeserializer] -> bid_ask + deadletters + [RuleEngine.on_ticks] -> executions."""
+    """ticks -> [TickDeserializer] -> bid_ask + deadletters + [Analytics] + [RuleEngine.on_ticks]."""
     deserializer = TickDeserializer(topics.ticks)
     bid_ask = BidAskLines()
     async for batch in stream:
         if batch.stale:
             continue  # fetched before a rebalance: it will be redelivered to the owner
         now = time.time()
-        result = deserializer.process_batch(batch.values(), now)
+        result = deserializer.process_batch(batch.values(), now, batch.offsets())
         if result.deadletters:
             await send(dead(result.deadletters))
+        async with analytics_lock:
+            await emit_analytics(analytics.on_ticks(batch.partition, result.ticks, result.offsets))
         await recovered(batch)
         executions = engine.on_ticks(batch.partition, result.ticks, now)
         if executions:
@@ -279,6 +336,7 @@ class Health(View):
                     "rejected": stats.rejected,
                 },
                 "ledger": {"executions": len(ledger.executions), "fills": len(ledger.filled)},
+                "analytics": {"late_ticks": analytics.late_ticks},
             }
         )
 
@@ -296,6 +354,72 @@ async def get_positions(web: Any, request: Request, taxpayer_id: str) -> Respons
             {"error": f"unknown taxpayer {taxpayer_id!r} (no accepted order)"}, status=404
         )
     return web.json(position_json(account.taxpayer_id, account.position))
+
+
+def answer(web: Any, response: analytics_http.Response) -> Response:
+    """A JSON answer written by fintank's codec (it knows fintank's records)."""
+    return web.bytes(dumps(response.body), content_type="application/json", status=response.status)
+
+
+@app.page("/candles/{symbol}")
+@app.table_route(table=symbols.table, match_info="symbol")
+async def get_candles(web: Any, request: Request, symbol: str) -> Response:
+    """``GET /candles/{symbol}?interval=1m&minutes=30`` (routed to the worker owning the symbol)."""
+    return answer(web, candles_route(symbol, request.query, analytics))
+
+
+@app.page("/instruments")
+async def get_instruments(web: Any, request: Request) -> Response:
+    """``GET /instruments``: every symbol's quote, gathered from every worker.
+
+    Each worker holds the quotes of its own partitions (and maybe stale standby
+    copies of others); the newest quote of each symbol wins. ``?scope=local``
+    answers from this worker alone (how workers ask each other).
+    """
+    quotes: dict[str, Tick] = {}
+    for key in books.all_keys():
+        book = books.get(key)
+        if book is not None and book.quote is not None:
+            _newest(quotes, book.quote)
+    if request.query.get("scope") != "local":
+        for peer in _peers():
+            try:
+                async with app.http_client.get(
+                    peer.with_path("/instruments").with_query(scope="local"),
+                    timeout=aiohttp.ClientTimeout(total=5),
+                ) as reply:
+                    reply.raise_for_status()
+                    for quote in loads(await reply.read()):
+                        _newest(quotes, Tick(**quote))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = analytics_http.error(503, f"worker {peer} did not answer: {exc!r}")
+                return answer(web, error)
+    return answer(web, instruments_response(quotes))
+
+
+def _newest(quotes: dict[str, Tick], quote: Tick) -> None:
+    held = quotes.get(quote.symbol)
+    if held is None or quote.timestamp > held.timestamp:
+        quotes[quote.symbol] = quote
+
+
+def _peers() -> list[URL]:
+    """The web addresses of the other workers of this app (from faust's assignor)."""
+    me = URL(str(app.conf.canonical_url))
+    hosts = {URL(host) for host in app.router.tables_metadata()}
+    return sorted((h for h in hosts if h != me), key=str)
+
+
+@app.page("/recent")
+async def get_recent(web: Any, request: Request) -> Response:
+    """``GET /recent``: the newest executions, fills, signals and alerts (live page)."""
+    return answer(web, analytics_http.Response(200, feed.recent()))
+
+
+@app.page("/")
+async def live(web: Any, request: Request) -> Response:
+    """The live page: quotes, candles, executions, fills, signals and alerts."""
+    return web.bytes(live_page(), content_type="text/html")
 
 
 @app.page("/debug/consumer")

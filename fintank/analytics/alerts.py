@@ -85,11 +85,14 @@ def on_tick(
     window_s: float = 300.0,
     threshold: float = 0.05,
     max_lateness_s: float | None = None,
+    evaluate: bool = True,
 ) -> tuple[AlertState, list[Alert]]:
     """Fold one valid tick into its symbol's state (in place): (state, alerts it triggers).
 
     ``max_lateness_s`` (default: ``window_s``) bounds how far behind the newest
-    timestamp a tick may be and still alert; see the module docs.
+    timestamp a tick may be and still alert; see the module docs. With
+    ``evaluate=False`` the tick is only remembered for later windows (a tick
+    that already had its turn before a restart).
     """
     if state is None:
         state = AlertState()
@@ -104,7 +107,7 @@ def on_tick(
         return state, []
     _insert(state, t, m)
     _prune(state, cutoff)
-    if t < horizon:
+    if t < horizon or not evaluate:
         return state, []  # too late to alert: its window reaches past what is kept
 
     low, high = _min_max(state, t - window_s, t)

@@ -9,9 +9,9 @@ symbol gives 404; errors are ``{"error": "..."}``.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fintank.analytics.candles import INTERVALS
 from fintank.analytics.records import Candle
@@ -103,26 +103,35 @@ def candles_response(
     return body
 
 
-def candles_route(
-    symbol: str,
-    params: Mapping[str, str],
-    quotes: Container[str],
-    emitted: Mapping[tuple[str, str], Sequence[Candle]],
-    open_candles: Mapping[tuple[str, str], Candle] | None = None,
-) -> Response:
-    """``GET /candles/{symbol}``: 400 on bad parameters, then 404 for a symbol never ticked.
+class CandleSource(Protocol):
+    """Where `candles_route` finds a symbol's candles (`fintank.analytics.engine.Analytics`)."""
 
-    ``quotes`` holds every symbol that had a valid tick; ``emitted`` and
-    ``open_candles`` are keyed by (symbol, interval).
-    """
+    def known(self, symbol: str) -> bool:
+        """Whether ``symbol`` ever had a valid tick."""
+        ...
+
+    def emitted(self, symbol: str, interval: str, minutes: int) -> Sequence[Candle]:
+        """Emitted candles, oldest first (at least those a ``minutes`` query keeps)."""
+        ...
+
+    def open_candle(self, symbol: str, interval: str) -> Candle | None:
+        """The still-open candle, if any."""
+        ...
+
+
+def candles_route(symbol: str, params: Mapping[str, str], source: CandleSource) -> Response:
+    """``GET /candles/{symbol}``: 400 on bad parameters, then 404 for a symbol never ticked."""
     query = parse_candle_query(params)
     if isinstance(query, str):
         return error(400, query)
-    if symbol not in quotes:
+    if not source.known(symbol):
         return error(404, f"unknown symbol {symbol!r}: no valid tick seen")
-    key = (symbol, query.interval)
-    open_candle = open_candles.get(key) if open_candles is not None else None
-    body = candles_response(emitted.get(key, ()), open_candle, query.interval, query.minutes)
+    body = candles_response(
+        source.emitted(symbol, query.interval, query.minutes),
+        source.open_candle(symbol, query.interval),
+        query.interval,
+        query.minutes,
+    )
     return Response(200, body)
 
 

@@ -229,3 +229,26 @@ def reference_alerts(
 
 def _first(pair: tuple[float, float]) -> float:
     return pair[0]
+
+
+class MemoryCandles:
+    """A `fintank.analytics.http.CandleSource` over plain dicts keyed by (symbol, interval)."""
+
+    def __init__(
+        self,
+        symbols: set[str],
+        emitted: dict[tuple[str, str], list[Candle]] | None = None,
+        open_candles: dict[tuple[str, str], Candle] | None = None,
+    ) -> None:
+        self.symbols = symbols
+        self._emitted = emitted or {}
+        self._open = open_candles or {}
+
+    def known(self, symbol: str) -> bool:
+        return symbol in self.symbols
+
+    def emitted(self, symbol: str, interval: str, minutes: int) -> list[Candle]:
+        return self._emitted.get((symbol, interval), [])
+
+    def open_candle(self, symbol: str, interval: str) -> Candle | None:
+        return self._open.get((symbol, interval))

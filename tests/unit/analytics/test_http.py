@@ -10,10 +10,11 @@ from fintank.analytics.http import (
     parse_candle_query,
 )
 from fintank.analytics.records import Candle
-from tests.support.analytics import START, candle
+from tests.support.analytics import START, MemoryCandles, candle
 from tests.support.ticks import tick
 
 QUOTES = {"VTI": tick("VTI", 109.71, 109.74, START)}
+VTI_ONLY = MemoryCandles({"VTI"})
 
 
 def minutes_of(n: int, interval: str = "1m") -> list[Candle]:
@@ -41,7 +42,7 @@ def test_query_defaults_to_one_minute_candles_over_30_minutes() -> None:
 
 
 def test_bad_interval_is_400() -> None:
-    response = candles_route("VTI", {"interval": "5m"}, QUOTES, {})
+    response = candles_route("VTI", {"interval": "5m"}, VTI_ONLY)
 
     assert response.status == 400
     assert "interval" in response.body["error"]
@@ -49,35 +50,35 @@ def test_bad_interval_is_400() -> None:
 
 def test_minutes_must_be_an_integer_from_1_to_1440() -> None:
     for bad in ["0", "1441", "abc", "1.5", "", "-1", " 5", "1e2", "٣"]:
-        response = candles_route("VTI", {"minutes": bad}, QUOTES, {})
+        response = candles_route("VTI", {"minutes": bad}, VTI_ONLY)
         assert response.status == 400, bad
         assert "minutes" in response.body["error"]
     for good in ["1", "1440", "030"]:
-        assert candles_route("VTI", {"minutes": good}, QUOTES, {}).status == 200
+        assert candles_route("VTI", {"minutes": good}, VTI_ONLY).status == 200
 
 
 def test_bad_parameters_are_checked_before_the_symbol() -> None:
-    response = candles_route("NOPE", {"minutes": "0"}, QUOTES, {})
+    response = candles_route("NOPE", {"minutes": "0"}, VTI_ONLY)
 
     assert response.status == 400
 
 
 def test_a_symbol_never_ticked_is_404() -> None:
-    response = candles_route("NOPE", {}, QUOTES, {})
+    response = candles_route("NOPE", {}, VTI_ONLY)
 
     assert response.status == 404
     assert "NOPE" in response.body["error"]
 
 
 def test_a_symbol_with_ticks_but_no_candle_gives_an_empty_list() -> None:
-    assert candles_route("VTI", {}, QUOTES, {}).body == []
+    assert candles_route("VTI", {}, VTI_ONLY).body == []
 
 
 def test_the_open_candle_comes_last_marked_not_final() -> None:
     emitted = {("VTI", "1m"): minutes_of(2)}
     still_open = {("VTI", "1m"): candle(start=START + 120, open=101.0)}
 
-    body = candles_route("VTI", {}, QUOTES, emitted, still_open).body
+    body = candles_route("VTI", {}, MemoryCandles({"VTI"}, emitted, still_open)).body
 
     assert body[:2] == emitted[("VTI", "1m")]
     assert body[-1] == {
