@@ -28,6 +28,14 @@ hundred, each with its min and max mid, so a window's min and max cost two
 partial blocks plus one min/max over the block summaries: tens of microseconds
 for windows of hundreds of thousands of ticks, in order or not.
 
+The hot path is the in-order tick, whose window ends at the newest timestamp.
+For it the state also keeps two monotonic queues over the ticks that can still
+matter for such windows: ``lo_*`` the ticks with no later tick of smaller or
+equal mid (mids increasing front to back), ``hi_*`` likewise for the max. The
+window's min and max are their first live entries: O(1) amortised per tick.
+An out-of-order tick is inserted into both queues at its timestamp (dropping
+the entries it dominates) and answered from the blocks.
+
 `AlertState` is mutable (copying two windows of ticks per tick would cost more
 than the rest); `on_tick` updates it in place and returns it. It holds only
 lists of numbers, so orjson serialises it and `AlertState.from_dict` rebuilds it.
@@ -36,7 +44,7 @@ lists of numbers, so orjson serialises it and `AlertState.from_dict` rebuilds it
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +67,8 @@ class AlertState:
     timestamp (within and across blocks); ``lows`` / ``highs``: each block's min
     and max mid. ``newest``: the greatest timestamp seen (0 before any tick).
     ``last_up`` / ``last_down``: timestamp of the last alert in that direction.
+    ``lo_t`` / ``lo_m`` and ``hi_t`` / ``hi_m``: the min and max queues (see the
+    module docs), live from index ``lo_head`` / ``hi_head`` on.
     """
 
     newest: float = 0.0
@@ -68,6 +78,12 @@ class AlertState:
     mids: list[list[float]] = field(default_factory=list)
     lows: list[float] = field(default_factory=list)
     highs: list[float] = field(default_factory=list)
+    lo_t: list[float] = field(default_factory=list)
+    lo_m: list[float] = field(default_factory=list)
+    lo_head: int = 0
+    hi_t: list[float] = field(default_factory=list)
+    hi_m: list[float] = field(default_factory=list)
+    hi_head: int = 0
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> AlertState:
@@ -99,7 +115,8 @@ def on_tick(
     lateness = window_s if max_lateness_s is None else max_lateness_s
     t = tick.timestamp
     m = (tick.bid + tick.ask) / 2
-    if t > state.newest:
+    in_order = t >= state.newest
+    if in_order:
         state.newest = t
     horizon = state.newest - lateness
     cutoff = horizon - window_s  # nothing at or before this is in any window still evaluated
@@ -107,10 +124,15 @@ def on_tick(
         return state, []
     _insert(state, t, m)
     _prune(state, cutoff)
+    if in_order:
+        low, high = _queue_push(state, t, m, t - window_s)
+    elif t > state.newest - window_s:  # in the window of later in-order ticks
+        _queue_insert(state, t, m)
     if t < horizon or not evaluate:
-        return state, []  # too late to alert: its window reaches past what is kept
+        return state, []  # too late to alert (its window reaches past what is kept), or replayed
+    if not in_order:
+        low, high = _min_max(state, t - window_s, t)
 
-    low, high = _min_max(state, t - window_s, t)
     alerts: list[Alert] = []
     if (m - low) / low >= threshold and (state.last_up is None or t >= state.last_up + window_s):
         change = (m - low) / low
@@ -123,6 +145,57 @@ def on_tick(
         alerts.append(Alert(tick.symbol, DOWN, change * 100.0, window_s, high, m, t))
         state.last_down = t
     return state, alerts
+
+
+def _queue_push(state: AlertState, t: float, m: float, after: float) -> tuple[float, float]:
+    """Append the newest tick to both queues, expire entries at or before ``after``: (min, max)."""
+    lo_t, lo_m = state.lo_t, state.lo_m
+    head = state.lo_head
+    while len(lo_m) > head and lo_m[-1] >= m:
+        lo_t.pop()
+        lo_m.pop()
+    lo_t.append(t)
+    lo_m.append(m)
+    while lo_t[head] <= after:
+        head += 1
+    if head > 1024 and head * 2 > len(lo_t):  # compact now and then
+        del lo_t[:head], lo_m[:head]
+        head = 0
+    state.lo_head = head
+
+    hi_t, hi_m = state.hi_t, state.hi_m
+    head = state.hi_head
+    while len(hi_m) > head and hi_m[-1] <= m:
+        hi_t.pop()
+        hi_m.pop()
+    hi_t.append(t)
+    hi_m.append(m)
+    while hi_t[head] <= after:
+        head += 1
+    if head > 1024 and head * 2 > len(hi_t):
+        del hi_t[:head], hi_m[:head]
+        head = 0
+    state.hi_head = head
+    return lo_m[state.lo_head], hi_m[state.hi_head]
+
+
+def _queue_insert(state: AlertState, t: float, m: float) -> None:
+    """Insert an out-of-order tick into both queues at its timestamp (after equal ones)."""
+    lo_t, lo_m, head = state.lo_t, state.lo_m, state.lo_head
+    pos = bisect_right(lo_t, t, head)
+    if pos == len(lo_m) or lo_m[pos] > m:  # else a later tick is as low: never the min
+        start = bisect_left(lo_m, m, head, pos)  # earlier entries it makes useless
+        lo_t[start:pos] = [t]
+        lo_m[start:pos] = [m]
+    hi_t, hi_m, head = state.hi_t, state.hi_m, state.hi_head
+    pos = bisect_right(hi_t, t, head)
+    if pos == len(hi_m) or hi_m[pos] < m:
+        # Mids decrease front to back: the useless earlier entries are those <= m.
+        start = pos
+        while start > head and hi_m[start - 1] <= m:
+            start -= 1
+        hi_t[start:pos] = [t]
+        hi_m[start:pos] = [m]
 
 
 def _head(block: list[float]) -> float:
