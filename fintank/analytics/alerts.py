@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,18 +133,72 @@ def on_tick(
     if not in_order:
         low, high = _min_max(state, t - window_s, t)
 
+    return state, _judge(state, tick.symbol, t, m, low, high, window_s, threshold)
+
+
+def on_ticks(
+    state: AlertState | None,
+    ticks: Sequence[Tick],
+    window_s: float = 300.0,
+    threshold: float = 0.05,
+    max_lateness_s: float | None = None,
+) -> tuple[AlertState, list[Alert]]:
+    """`on_tick` over many ticks of ONE symbol, in arrival order: the same alerts, faster.
+
+    The hot path: an in-order tick is appended to the newest block and the
+    queues inline; any other tick goes through `on_tick`.
+    """
+    if state is None:
+        state = AlertState()
+    lateness = window_s if max_lateness_s is None else max_lateness_s
+    alerts: list[Alert] = []
+    times, mids, lows, highs = state.times, state.mids, state.lows, state.highs
+    for tick in ticks:
+        t = tick.timestamp
+        if t < state.newest or not times:
+            alerts += on_tick(state, tick, window_s, threshold, max_lateness_s)[1]
+            continue
+        m = (tick.bid + tick.ask) / 2
+        state.newest = t
+        i = len(times) - 1
+        times[i].append(t)
+        mids[i].append(m)
+        if m < lows[i]:
+            lows[i] = m
+        if m > highs[i]:
+            highs[i] = m
+        if len(times[i]) > 2 * _LOAD:
+            _split(state, i)
+        cutoff = t - lateness - window_s
+        if times[0][-1] <= cutoff:
+            _prune(state, cutoff)
+        low, high = _queue_push(state, t, m, t - window_s)
+        if (m - low) / low >= threshold or (high - m) / high >= threshold:
+            alerts += _judge(state, tick.symbol, t, m, low, high, window_s, threshold)
+    return state, alerts
+
+
+def _judge(
+    state: AlertState,
+    symbol: str,
+    t: float,
+    m: float,
+    low: float,
+    high: float,
+    window_s: float,
+    threshold: float,
+) -> list[Alert]:
+    """The alerts of a tick at ``t`` with mid ``m`` whose window spans ``low``..``high``."""
     alerts: list[Alert] = []
     if (m - low) / low >= threshold and (state.last_up is None or t >= state.last_up + window_s):
-        change = (m - low) / low
-        alerts.append(Alert(tick.symbol, UP, change * 100.0, window_s, low, m, t))
+        alerts.append(Alert(symbol, UP, (m - low) / low * 100.0, window_s, low, m, t))
         state.last_up = t
     if (high - m) / high >= threshold and (
         state.last_down is None or t >= state.last_down + window_s
     ):
-        change = (high - m) / high
-        alerts.append(Alert(tick.symbol, DOWN, change * 100.0, window_s, high, m, t))
+        alerts.append(Alert(symbol, DOWN, (high - m) / high * 100.0, window_s, high, m, t))
         state.last_down = t
-    return state, alerts
+    return alerts
 
 
 def _queue_push(state: AlertState, t: float, m: float, after: float) -> tuple[float, float]:

@@ -91,3 +91,26 @@ def test_a_long_jittery_stream_matches_brute_force() -> None:
 
     assert actual == reference_alerts(ticks, WINDOW, 0.01, WINDOW)
     assert len(actual) > 10
+
+
+@given(
+    tick_streams(max_offset=40.0, max_size=80),
+    st.sampled_from([0.0, 0.01, 0.05]),
+    st.sampled_from([2.5, WINDOW, math.inf]),
+    st.sampled_from([1, 2, 256]),
+    st.lists(st.integers(min_value=1, max_value=20), max_size=10),
+)
+def test_the_batch_path_alerts_exactly_like_tick_by_tick(
+    ticks: list[Tick], threshold: float, lateness: float, load: int, cuts: list[int]
+) -> None:
+    with patch.object(alerts, "_LOAD", load):
+        expected = run(ticks, WINDOW, threshold, lateness)
+        state: AlertState | None = None
+        actual: list[Alert] = []
+        rest = ticks
+        for size in [*cuts, len(ticks)]:
+            state, emitted = alerts.on_ticks(state, rest[:size], WINDOW, threshold, lateness)
+            actual += emitted
+            rest = rest[size:]
+
+    assert actual == expected
