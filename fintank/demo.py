@@ -69,6 +69,7 @@ def run_demo(settings: Settings, venv_bin: Path) -> None:
     executions = asyncio.run(read_topic(settings.bootstrap, settings.topics.executions))
     fills = asyncio.run(read_topic(settings.bootstrap, settings.topics.fills))
     letters = asyncio.run(read_topic(settings.bootstrap, settings.topics.deadletters))
+    candles = asyncio.run(read_topic(settings.bootstrap, settings.topics.candles))
 
     print()
     print(
@@ -92,9 +93,20 @@ def run_demo(settings: Settings, venv_bin: Path) -> None:
     print(f"Kafka {settings.topics.deadletters!r}: {len(letters)} dead letters in all; the latest:")
     for letter in letters[-4:]:
         print(f"  - [{letter.value['source_topic']}] {letter.value['reason']}")
+    print(f"Kafka {settings.topics.candles!r}: {len(candles)} candles in all; the latest:")
+    for r in candles[-3:]:
+        c = r.value
+        print(
+            f"  {c['symbol']:4} {c['interval']:2} start {c['start']:.0f} open {c['open']:.4f}"
+            f" high {c['high']:.4f} low {c['low']:.4f} close {c['close']:.4f} ({c['count']} ticks)"
+        )
     taxpayer = orjson.loads(orders[0][1])["taxpayer_id"]
+    symbol = SYMBOLS[0]
     print()
     print("Where to look:")
+    print(f"  live page         {worker.url}/  (open in a browser)")
+    print(f"  quotes            curl {worker.url}/instruments")
+    print(f"  candles           curl '{worker.url}/candles/{symbol}?interval=1s&minutes=5'")
     print(f"  positions         curl {worker.url}/positions/{taxpayer}")
     print(f"  worker health     curl {worker.url}/health")
     print(
