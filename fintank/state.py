@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import faust
 
-from fintank.codec import CODEC_NAME, KEY_CODEC_NAME
+from fintank.codec import CODEC_NAME, KEY_CODEC_NAME, dumps
 
 V = TypeVar("V")
 
@@ -87,6 +87,25 @@ class StateTable(Generic[V]):
         """Remove ``key`` now; its changelog tombstone goes out at `publish`."""
         self.table.data.pop(key, None)
         self._staged[key] = partition
+
+    def take(self) -> list[tuple[int, str, bytes | None]]:
+        """Serialise every staged value now and unstage it: (partition, key, bytes or None).
+
+        For a caller that sends the changelog later (`send_taken`) while later
+        batches go on changing the same records.
+        """
+        staged, self._staged = self._staged, {}
+        data = self.table.data
+        taken = []
+        for key, partition in staged.items():
+            value = data.get(key)
+            taken.append((partition, key, None if value is None else dumps(value)))
+        return taken
+
+    def send_taken(self, taken: list[tuple[int, str, bytes | None]]) -> None:
+        """Append values taken earlier (`take`) to the changelog, None as a tombstone."""
+        for partition, key, raw in taken:
+            self.table.send_changelog(partition, key, raw, value_serializer="raw")
 
     def publish(self) -> None:
         """Append every staged value (its latest version, or a tombstone) to the changelog."""

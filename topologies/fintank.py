@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -118,9 +118,6 @@ history = state_table("candle-history", CandleChunk.from_dict, CandleChunk)  # e
 ledger = Ledger()
 engine = RuleEngine(books, ledger)
 analytics = Analytics(symbols, history, AnalyticsConfig.from_settings(settings))
-# The ticks agent and the clock timer both change analytics state; each holds
-# this from folding to publishing, so one never publishes the other's state early.
-analytics_lock = asyncio.Lock()
 keeper = PositionKeeper(accounts)
 
 
@@ -153,19 +150,50 @@ async def emit_executions(
     persister.add(trading_points.fill_line(f) for f in fills)
 
 
-async def emit_analytics(out: Outputs) -> None:
-    """Analytics outputs, delivered, then the state that produced them to the changelogs."""
+# Analytics state reaches the changelogs only after the outputs it produced were
+# delivered, and in the order it was taken. Waiting for delivery inline would
+# stall the tick path one producer round trip per batch, so a chain of tasks
+# waits instead; a tick batch is acked only once its link is done. The ticks
+# agent and the clock timer hold the lock from folding to sending, so outputs
+# and snapshots keep one order.
+analytics_lock = asyncio.Lock()
+_published: asyncio.Future[None] | None = None
+
+
+async def emit_analytics(out: Outputs) -> asyncio.Future[None]:
+    """Send analytics outputs; returns the task that publishes their state once delivered."""
+    global _published
+    taken = (symbols.take(), history.take())  # now: later batches change the same records
     emits = [
         *(Emit("candles", c.symbol, c) for c in out.candles),
         *(Emit("indicators", i.symbol, i) for i in out.indicators),
         *(Emit("signals", s.symbol, s) for s in out.signals),
         *(Emit("alerts", a.symbol, a) for a in out.alerts),
     ]
-    if emits:
-        await asyncio.gather(*await send(emits))
+    delivered = await send(emits)
+    if out.candles:
         persister.add(candle_line(c) for c in out.candles)
-    symbols.publish()
-    history.publish()
+    _published = asyncio.ensure_future(_publish(_published, delivered, taken))
+    _published.add_done_callback(_crash_on_error)
+    return _published
+
+
+async def _publish(
+    previous: asyncio.Future[None] | None,
+    delivered: list[Any],
+    taken: tuple[list[tuple[int, str, bytes | None]], list[tuple[int, str, bytes | None]]],
+) -> None:
+    if previous is not None:
+        await previous
+    await asyncio.gather(*delivered)
+    symbols.send_taken(taken[0])
+    history.send_taken(taken[1])
+
+
+def _crash_on_error(task: asyncio.Future[None]) -> None:
+    """An output that cannot be delivered leaves memory ahead of Kafka: restart from the changelogs."""
+    if not task.cancelled() and task.exception() is not None:
+        asyncio.ensure_future(app.crash(task.exception()))  # type: ignore[arg-type]
 
 
 @app.timer(interval=0.5)
@@ -233,14 +261,28 @@ async def ticks(stream: faust.StreamT[RecordBatch]) -> None:
         if result.deadletters:
             await send(dead(result.deadletters))
         async with analytics_lock:
-            await emit_analytics(analytics.on_ticks(batch.partition, result.ticks, result.offsets))
+            out = analytics.on_ticks(batch.partition, result.ticks, result.offsets)
+            published = await emit_analytics(out)
         await recovered(batch)
         executions = engine.on_ticks(batch.partition, result.ticks, now)
         if executions:
             await emit_executions(executions)
         books.publish()  # only now: see fintank.trading.engine
-        persister.add(bid_ask.lines(result.ticks), on_written=batch.ack)
+        persister.add(bid_ask.lines(result.ticks), on_written=_after(published, batch))
         await persister.wait_for_room()
+
+
+def _after(published: asyncio.Future[None], batch: RecordBatch) -> Callable[[], None]:
+    """An ``on_written`` callback acking ``batch`` once its analytics state is published too."""
+
+    def ack(task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            batch.ack()
+
+    def written() -> None:
+        published.add_done_callback(ack)
+
+    return written
 
 
 @app.agent(orders_topic, concurrency=1)
