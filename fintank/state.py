@@ -102,10 +102,15 @@ class StateTable(Generic[V]):
             taken.append((partition, key, None if value is None else dumps(value)))
         return taken
 
-    def send_taken(self, taken: list[tuple[int, str, bytes | None]]) -> None:
-        """Append values taken earlier (`take`) to the changelog, None as a tombstone."""
-        for partition, key, raw in taken:
+    def send_taken(self, taken: list[tuple[int, str, bytes | None]]) -> list[Any]:
+        """Append values taken earlier (`take`) to the changelog, None as a tombstone.
+
+        Returns the delivery futures.
+        """
+        return [
             self.table.send_changelog(partition, key, raw, value_serializer="raw")
+            for partition, key, raw in taken
+        ]
 
     def publish(self) -> None:
         """Append every staged value (its latest version, or a tombstone) to the changelog."""

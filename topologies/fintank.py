@@ -186,8 +186,9 @@ async def _publish(
     if previous is not None:
         await previous
     await asyncio.gather(*delivered)
+    # History before the states that say its candles were emitted (see Analytics._remember).
+    await asyncio.gather(*history.send_taken(taken[1]))
     symbols.send_taken(taken[0])
-    history.send_taken(taken[1])
 
 
 def _crash_on_error(task: asyncio.Future[None]) -> None:

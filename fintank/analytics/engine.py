@@ -197,6 +197,7 @@ class Analytics:
             alert_bolt.on_tick(
                 window, tick, cfg.alert_window_s, cfg.alert_threshold, evaluate=False
             )
+        self._windows[state.symbol] = (state.offset, window)  # keep a refill even with no new tick
         new = ticks[fresh:]
         if not new:
             return
@@ -218,10 +219,8 @@ class Analytics:
                     name,
                     candle_state.newest_start,
                 )
-        for tick in new:
-            _, alerts = alert_bolt.on_tick(window, tick, cfg.alert_window_s, cfg.alert_threshold)
-            if alerts:
-                out.alerts += alerts
+        _, alerts = alert_bolt.on_ticks(window, new, cfg.alert_window_s, cfg.alert_threshold)
+        out.alerts += alerts
         state.newest, state.last_up, state.last_down = (
             window.newest,
             window.last_up,
@@ -273,20 +272,30 @@ class Analytics:
         if signal is not None:
             out.signals.append(signal)
         state.rsi[name] = next_rsi(prev, indicator)
+        previous = state.emitted.get(name)
         state.emitted[name] = candle.start
-        self._remember(state, candle)
+        self._remember(state, candle, previous)
 
-    def _remember(self, state: SymbolState, candle: Candle) -> None:
+    def _remember(self, state: SymbolState, candle: Candle, previous: float | None) -> None:
+        """Add ``candle`` to the history; forget chunks no query can reach any more.
+
+        ``previous``: start of the symbol's newest candle before this one. The
+        topology writes the history changelog before the state's, so after a
+        crash between the two a re-closed candle may already be here: kept once.
+        """
         name, symbol, partition = candle.interval, state.symbol, state.partition
         chunk = chunk_of(candle.start, name)
         key = chunk_key(symbol, name, chunk)
         stored = self.history.get(key) or CandleChunk()
-        stored.candles.append(candle)
-        self.history.stage(partition, key, stored)
-        # Forget chunks no query can reach: every start before newest end - MAX_MINUTES.
+        if not stored.candles or stored.candles[-1].start < candle.start:
+            stored.candles.append(candle)
+            self.history.stage(partition, key, stored)
+        # Chunks that may exist: history_from .. the previous candle's. Those
+        # before the one holding newest end - MAX_MINUTES go (a time gap is skipped).
         keep_from = chunk_of(candle.start + INTERVALS[name] - MAX_MINUTES * 60, name)
         oldest = state.history_from.get(name, chunk)
-        for old in range(oldest, keep_from):
+        last = chunk_of(previous, name) if previous is not None else oldest - 1
+        for old in range(oldest, min(keep_from, last + 1)):
             if self.history.get(chunk_key(symbol, name, old)) is not None:
                 self.history.stage_delete(partition, chunk_key(symbol, name, old))
         state.history_from[name] = max(oldest, keep_from)

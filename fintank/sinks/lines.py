@@ -27,7 +27,8 @@ def to_ns(timestamp: float) -> int:
     Instead the exact fraction is scaled, and snapped to the whole microsecond
     when the float cannot tell the two apart (within half its spacing), so a
     timestamp sent as ``…800.1`` is stored as ``.100000000``. Distinct floats
-    still give distinct times: two floats that far apart cannot snap together.
+    from 1973 on (>= 15 ns apart) still give distinct times: two floats that far
+    apart cannot snap together. (Nearer 1970, floats are closer than 1 ns.)
     """
     secs = math.floor(timestamp)
     ns = round((timestamp - secs) * 1e9)

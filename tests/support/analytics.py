@@ -11,12 +11,16 @@ import math
 import random
 from bisect import bisect_right, insort
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import strategies as st
 
+from fintank import codec
+from fintank.analytics.engine import Analytics, AnalyticsConfig, CandleChunk, SymbolState
 from fintank.analytics.records import Alert, Candle, Indicator
 from fintank.records import Tick
+from fintank.state import StateTable
 from tests.support.ticks import T0
 
 # A round minute: windows of 1 s and 1 min both start here.
@@ -252,3 +256,125 @@ class MemoryCandles:
 
     def open_candle(self, symbol: str, interval: str) -> Candle | None:
         return self._open.get((symbol, interval))
+
+
+# --- the analytics engine over changelogged storage -----------------------------
+
+Record = tuple[int, str, bytes | None]  # (partition, key, value bytes or None: a tombstone)
+
+
+class ChangelogTable:
+    """Stand-in for a faust Table's storage: ``data`` and its changelog, in write order.
+
+    `fintank.state.StateTable` writes through ``data`` and ``send_changelog``;
+    this keeps each write as the bytes the changelog would hold (our orjson
+    codec), so `restored` can rebuild ``data`` the way faust's in-memory store
+    does on recovery. Nothing else of faust is modelled.
+    """
+
+    def __init__(
+        self, data: dict[str, Any] | None = None, changelog: list[Record] | None = None
+    ) -> None:
+        self.data: dict[str, Any] = {} if data is None else data
+        self.changelog: list[Record] = [] if changelog is None else changelog
+
+    def send_changelog(
+        self, partition: int, key: str, value: Any, value_serializer: str | None = None
+    ) -> None:
+        self.changelog.append((partition, key, None if value is None else codec.dumps(value)))
+
+    def tombstones(self) -> list[str]:
+        """Keys deleted in the changelog, in order."""
+        return [key for _, key, raw in self.changelog if raw is None]
+
+    def restored(self) -> ChangelogTable:
+        """A new table recovered from this changelog: the last value per key, as JSON dicts.
+
+        A key whose last record is a tombstone is absent. The changelog itself
+        (a topic: it outlives the worker) carries over, so later writes append to it.
+        """
+        data: dict[str, Any] = {}
+        for _, key, raw in self.changelog:
+            if raw is None:
+                data.pop(key, None)
+            else:
+                data[key] = codec.loads(raw)
+        return ChangelogTable(data, list(self.changelog))
+
+
+@dataclass
+class AnalyticsWorker:
+    """The real `Analytics` over real `StateTable`s on `ChangelogTable` storage: one worker."""
+
+    states: StateTable[SymbolState]
+    history: StateTable[CandleChunk]
+    engine: Analytics
+    config: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+
+    @classmethod
+    def start(
+        cls,
+        config: AnalyticsConfig | None = None,
+        states: ChangelogTable | None = None,
+        history: ChangelogTable | None = None,
+    ) -> AnalyticsWorker:
+        """A worker whose tables hold ``states`` / ``history`` (empty by default)."""
+        config = AnalyticsConfig() if config is None else config
+        states = ChangelogTable() if states is None else states
+        history = ChangelogTable() if history is None else history
+        state_table = StateTable(states, SymbolState.from_dict, SymbolState)
+        history_table = StateTable(history, CandleChunk.from_dict, CandleChunk)
+        return cls(
+            state_table, history_table, Analytics(state_table, history_table, config), config
+        )
+
+    @property
+    def state_log(self) -> ChangelogTable:
+        table: ChangelogTable = self.states.table
+        return table
+
+    @property
+    def history_log(self) -> ChangelogTable:
+        table: ChangelogTable = self.history.table
+        return table
+
+    def publish(self) -> None:
+        """What the topology does once a batch's outputs were delivered: history, then states."""
+        self.history.publish()
+        self.states.publish()
+
+    def restarted(self) -> AnalyticsWorker:
+        """A new worker recovered from the changelogs: unpublished changes and memory are gone."""
+        return AnalyticsWorker.start(
+            self.config, self.state_log.restored(), self.history_log.restored()
+        )
+
+
+def offsets_from(first: int, ticks: Sequence[Tick]) -> list[int]:
+    """Consecutive partition offsets for ``ticks``, starting at ``first``."""
+    return list(range(first, first + len(ticks)))
+
+
+_forward = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0, 2.5, 30.0, 59.5, 61.0])
+_backward = st.sampled_from([-0.25, -1.0, -2.0, -45.0, -90.0])
+
+
+@st.composite
+def market_ticks(draw: st.DrawFn, max_size: int = 40) -> list[Tick]:
+    """Ticks of 1 to 3 symbols in arrival (offset) order.
+
+    Event time mostly moves forward, in steps that stay in, cross or skip 1 s
+    and 1 min windows; now and then a tick arrives behind the newest (out of
+    order, often late for one interval or both).
+    """
+    names = draw(
+        st.lists(st.sampled_from(["VTI", "IVE", "IWS"]), min_size=1, max_size=3, unique=True)
+    )
+    now = START
+    out: list[Tick] = []
+    for _ in range(draw(st.integers(min_value=0, max_value=max_size))):
+        step = draw(st.one_of(_forward, _forward, _forward, _backward))
+        if step >= 0:
+            now += step
+        out.append(at(draw(mids), now + min(step, 0.0), draw(st.sampled_from(names))))
+    return out
