@@ -14,7 +14,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.integration.conftest import Env
 from tests.integration.test_rule_engine import (
     dry_run_orders,
     expected_components,
+    expected_positions,
     seed_ticks,
     wait_for_fills,
 )
@@ -114,12 +114,7 @@ def test_two_workers_answer_positions_for_every_taxpayer(
 
     _, fills = wait_for_fills(env, len(components))
     assert sorted(r.value["component_order_id"] for r in fills) == sorted(components)
-    cash: dict[str, float] = defaultdict(float)
-    shares: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for r in fills:
-        f = r.value
-        cash[str(f["taxpayer_id"])] += f["delta_cash_position"]
-        shares[str(f["taxpayer_id"])][f["symbol"]] += f["delta_shares_position"]
+    cash, shares = expected_positions(fills)
     assert set(cash) == set(taxpayers)
 
     # One unknown taxpayer per partition: each owner's 404, answered directly and routed.

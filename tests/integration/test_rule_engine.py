@@ -59,6 +59,19 @@ def seed_ticks(env: Env, symbols: str, count: int = 600) -> list[Record]:
     return read(env, s.topics.ticks)
 
 
+def expected_positions(
+    fills: list[Record],
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Each taxpayer's cash and shares per symbol, summed from fills (keyed by taxpayer id text)."""
+    cash: dict[str, float] = defaultdict(float)
+    shares: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in fills:
+        f = r.value
+        cash[str(f["taxpayer_id"])] += f["delta_cash_position"]
+        shares[str(f["taxpayer_id"])][f["symbol"]] += f["delta_shares_position"]
+    return cash, shares
+
+
 def assert_exactly_once(
     executions: list[Record], fills: list[Record], components: set[str]
 ) -> None:
@@ -124,12 +137,7 @@ def test_orders_execute_at_the_quote_and_fill_exactly_once(
     assert influx_count(*db, "executions", "requested_amount") == len(components)
     assert influx_count(*db, "fills", "filled_amount") == len(components)
     # Positions are the sums of each taxpayer's fills.
-    cash: dict[str, float] = defaultdict(float)
-    shares: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for r in fills:
-        f = r.value
-        cash[str(f["taxpayer_id"])] += f["delta_cash_position"]
-        shares[str(f["taxpayer_id"])][f["symbol"]] += f["delta_shares_position"]
+    cash, shares = expected_positions(fills)
     for taxpayer in {str(o["taxpayer_id"]) for o in orders}:
         body = get_json(f"{worker.url}/positions/{taxpayer}")
         assert abs(body["cash"] - cash[taxpayer]) < 1e-5
