@@ -55,6 +55,27 @@ def json_type(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def show(value: object) -> str:
+    """A decoded value for an error message: its JSON type and repr, or that it is absent."""
+    return "nothing (missing or null)" if value is None else f"{json_type(value)} {value!r}"
+
+
+def bad_string(name: str, value: object) -> str:
+    """Why ``value`` is not a valid non-empty string field ``name``."""
+    if value is None:
+        return f"missing field {name!r} (or null)"
+    if type(value) is str:
+        return f"{name} must not be empty"
+    return f"{name} must be a string, got {show(value)}"
+
+
+def bad_number(name: str, value: object) -> str:
+    """Why ``value`` is not a valid JSON number field ``name``."""
+    if value is None:
+        return f"missing field {name!r} (or null)"
+    return f"{name} must be a JSON number, got {show(value)}"
+
+
 def key_bytes(key: str) -> bytes:
     """Keys on the wire are UTF-8 strings."""
     return key.encode("utf-8")

@@ -13,7 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fintank.codec import JSONDecodeError, json_type, loads, payload_text
+from fintank.codec import (
+    JSONDecodeError,
+    bad_number,
+    bad_string,
+    json_type,
+    loads,
+    payload_text,
+    show,
+)
 from fintank.records import DeadLetter, Tick
 
 _NUMBER = (int, float)  # JSON numbers; bool is a subclass of int but ``type(True) is bool``
@@ -31,17 +39,17 @@ def parse_tick(raw: bytes | None) -> Tick | str:
         return f"a tick must be a JSON object, got {json_type(obj)}"
     symbol = obj.get("symbol")
     if type(symbol) is not str or not symbol:
-        return _bad_string("symbol", symbol, empty_ok=False)
+        return bad_string("symbol", symbol)
     exchange = obj.get("exchange")
     if type(exchange) is not str:
-        return _bad_string("exchange", exchange, empty_ok=True)
+        return bad_string("exchange", exchange)
     bid: Any = obj.get("bid")
     ask: Any = obj.get("ask")
     ts: Any = obj.get("timestamp")
     if type(bid) not in _NUMBER or type(ask) not in _NUMBER or type(ts) not in _NUMBER:
         for name, value in (("bid", bid), ("ask", ask), ("timestamp", ts)):
             if type(value) not in _NUMBER:
-                return _bad_number(name, value)
+                return bad_number(name, value)
     if bid <= 0:
         return f"bid must be > 0, got {bid}"
     if ask <= 0:
@@ -55,7 +63,7 @@ def parse_tick(raw: bytes | None) -> Tick | str:
     if bid_size is not None or ask_size is not None:
         for name, value in (("bid_size", bid_size), ("ask_size", ask_size)):
             if name in obj and (type(value) not in _NUMBER or value < 0):
-                return f"{name} must be a number >= 0 when present, got {_show(value)}"
+                return f"{name} must be a number >= 0 when present, got {show(value)}"
         bid_size = None if bid_size is None else float(bid_size)
         ask_size = None if ask_size is None else float(ask_size)
     return Tick(symbol, exchange, float(bid), float(ask), float(ts), bid_size, ask_size)
@@ -109,21 +117,3 @@ class TickDeserializer:
                 if offsets is not None:
                     kept.append(offsets[i])
         return batch
-
-
-def _show(value: object) -> str:
-    return "nothing (missing)" if value is None else f"{json_type(value)} {value!r}"
-
-
-def _bad_string(name: str, value: object, *, empty_ok: bool) -> str:
-    if value is None:
-        return f"missing field {name!r}"
-    if type(value) is str:
-        return f"{name} must not be empty"
-    return f"{name} must be a string, got {json_type(value)}"
-
-
-def _bad_number(name: str, value: object) -> str:
-    if value is None:
-        return f"missing field {name!r} (or null)"
-    return f"{name} must be a JSON number, got {json_type(value)} {value!r}"

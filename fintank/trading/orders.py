@@ -20,7 +20,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fintank.codec import JSONDecodeError, json_type, loads, payload_text
+from fintank.codec import (
+    JSONDecodeError,
+    bad_number,
+    bad_string,
+    json_type,
+    loads,
+    payload_text,
+    show,
+)
 from fintank.records import DeadLetter, Emit
 from fintank.trading.components import split
 from fintank.trading.records import BUY, SELL, PortfolioEntry, PortfolioOrder
@@ -48,13 +56,13 @@ def parse_order(raw: bytes | None) -> PortfolioOrder | str:
         return _bad_taxpayer(taxpayer_id)
     order_id = obj.get("portfolio_order_id")
     if type(order_id) is not str or not order_id:
-        return _bad_string("portfolio_order_id", order_id)
+        return bad_string("portfolio_order_id", order_id)
     side: Any = obj.get("order_type")
     if type(side) is not str or side not in _SIDES:
-        return f"order_type must be BUY or SELL, got {_show(side)}"
+        return f"order_type must be BUY or SELL, got {show(side)}"
     amount: Any = obj.get("amount")
     if type(amount) not in _NUMBER:
-        return _bad_number("amount", amount)
+        return bad_number("amount", amount)
     if amount <= 0:
         return f"amount must be > 0, got {amount}"
     priority: Any = obj.get("priority")
@@ -62,7 +70,7 @@ def parse_order(raw: bytes | None) -> PortfolioOrder | str:
         return _bad_integer("priority", priority)
     ts: Any = obj.get("timestamp")
     if type(ts) not in _NUMBER:
-        return _bad_number("timestamp", ts)
+        return bad_number("timestamp", ts)
     if ts <= 0:
         return f"timestamp must be > 0, got {ts}"
 
@@ -95,13 +103,13 @@ def _parse_portfolio(portfolio: object) -> tuple[PortfolioEntry, ...] | str:
             return f"{where} must be a JSON object, got {json_type(item)}"
         symbol = item.get("symbol")
         if type(symbol) is not str or not symbol:
-            return _bad_string(f"{where}.symbol", symbol)
+            return bad_string(f"{where}.symbol", symbol)
         if symbol in first_at:
             return f"{where}.symbol {symbol!r} repeats portfolio[{first_at[symbol]}]"
         first_at[symbol] = i
         weight: Any = item.get("weight")
         if type(weight) not in _NUMBER:
-            return _bad_number(f"{where}.weight", weight)
+            return bad_number(f"{where}.weight", weight)
         if weight < 0:
             return f"{where}.weight must be >= 0, got {weight}"
         if weight > 1.0 + WEIGHT_TOLERANCE:  # also keeps fsum below from overflowing
@@ -112,7 +120,7 @@ def _parse_portfolio(portfolio: object) -> tuple[PortfolioEntry, ...] | str:
         limit: Any = item.get("limit_price")
         if limit is not None:
             if type(limit) not in _NUMBER:
-                return f"{where}.limit_price must be a JSON number or null, got {_show(limit)}"
+                return f"{where}.limit_price must be a JSON number or null, got {show(limit)}"
             if limit <= 0:
                 return f"{where}.limit_price must be > 0 (or null), got {limit}"
             limit = float(limit)
@@ -208,24 +216,6 @@ class OrderValidator:
         return Rejected(DeadLetter(self.source_topic, reason, payload_text(raw), now))
 
 
-def _show(value: object) -> str:
-    return "nothing (missing or null)" if value is None else f"{json_type(value)} {value!r}"
-
-
-def _bad_string(name: str, value: object) -> str:
-    if value is None:
-        return f"missing field {name!r} (or null)"
-    if type(value) is str:
-        return f"{name} must not be empty"
-    return f"{name} must be a string, got {_show(value)}"
-
-
-def _bad_number(name: str, value: object) -> str:
-    if value is None:
-        return f"missing field {name!r} (or null)"
-    return f"{name} must be a JSON number, got {_show(value)}"
-
-
 def _bad_integer(name: str, value: object) -> str:
     if value is None:
         return f"missing field {name!r} (or null)"
@@ -233,7 +223,7 @@ def _bad_integer(name: str, value: object) -> str:
         return (
             f"{name} must be an integer (no fraction or exponent, at most 64 bits), got {value!r}"
         )
-    return f"{name} must be an integer, got {_show(value)}"
+    return f"{name} must be an integer, got {show(value)}"
 
 
 def _bad_taxpayer(value: object) -> str:
@@ -246,4 +236,4 @@ def _bad_taxpayer(value: object) -> str:
             "taxpayer_id must be an integer (no fraction or exponent, at most 64 bits) "
             f"or a non-empty string, got {value!r}"
         )
-    return f"taxpayer_id must be an integer or a non-empty string, got {_show(value)}"
+    return f"taxpayer_id must be an integer or a non-empty string, got {show(value)}"
