@@ -103,7 +103,8 @@ class StateTable(Generic[V]):
         return taken
 
     def send_taken(self, taken: list[tuple[int, str, bytes | None]]) -> list[Any]:
-        """Append values taken earlier (`take`) to the changelog, None as a tombstone.
+        """Append values taken earlier (`take`) to the changelog; None is a Kafka tombstone,
+        as faust's own deletes send it.
 
         Returns the delivery futures.
         """
@@ -114,11 +115,4 @@ class StateTable(Generic[V]):
 
     def publish(self) -> None:
         """Append every staged value (its latest version, or a tombstone) to the changelog."""
-        staged, self._staged = self._staged, {}
-        data = self.table.data
-        for key, partition in staged.items():
-            value = data.get(key)
-            if value is None:  # a Kafka tombstone, as faust's own deletes send it
-                self.table.send_changelog(partition, key, None, value_serializer="raw")
-            else:
-                self.table.send_changelog(partition, key, value)
+        self.send_taken(self.take())

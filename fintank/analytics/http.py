@@ -39,15 +39,6 @@ class CandleQuery:
     minutes: int = DEFAULT_MINUTES
 
 
-def history_limit(interval: str) -> int:
-    """How many emitted candles of ``interval`` a server must keep to answer any query.
-
-    The largest query spans ``MAX_MINUTES`` before the newest candle's end, so
-    this many candles (one per window, the newest included) always suffice.
-    """
-    return MAX_MINUTES * 60 // INTERVALS[interval]
-
-
 def error(status: int, message: str) -> Response:
     """An error answer: ``{"error": message}``."""
     return Response(status, {"error": message})

@@ -281,7 +281,9 @@ class ChangelogTable:
     def send_changelog(
         self, partition: int, key: str, value: Any, value_serializer: str | None = None
     ) -> None:
-        self.changelog.append((partition, key, None if value is None else codec.dumps(value)))
+        if value is not None and value_serializer != "raw":  # "raw": bytes as they are
+            value = codec.dumps(value)
+        self.changelog.append((partition, key, value))
 
     def tombstones(self) -> list[str]:
         """Keys deleted in the changelog, in order."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fintank.analytics.http import (
     candles_response,
     candles_route,
-    history_limit,
     instruments_response,
     parse_candle_query,
 )
@@ -109,8 +108,3 @@ def test_one_second_candles_are_selected_by_their_own_interval() -> None:
     body = candles_response(emitted, None, "1s", 1)
 
     assert body == emitted[-60:]
-
-
-def test_history_limit_covers_the_largest_query() -> None:
-    assert history_limit("1m") == 1440
-    assert history_limit("1s") == 86_400
