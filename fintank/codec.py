@@ -1,7 +1,7 @@
 """The one module that owns orjson and the wire format of CONTRACT.md.
 
-Faust is told to use the ``"fintank-orjson"`` codec registered here rather than
-its own json module (whether faust picks orjson has changed between versions).
+Everything fintank writes to Kafka (outputs and changelogs) is turned into
+bytes here; nothing goes through faust's serializers.
 """
 
 from __future__ import annotations
@@ -10,10 +10,6 @@ import base64
 from typing import Any
 
 import orjson
-from faust.serializers import codecs
-
-CODEC_NAME = "fintank-orjson"
-KEY_CODEC_NAME = "fintank-str"
 
 
 def _default(obj: Any) -> Any:
@@ -79,37 +75,3 @@ def bad_number(name: str, value: object) -> str:
 def key_bytes(key: str) -> bytes:
     """Keys on the wire are UTF-8 strings."""
     return key.encode("utf-8")
-
-
-class OrjsonCodec(codecs.Codec):
-    """Faust codec: objects <-> UTF-8 JSON bytes through orjson."""
-
-    def _dumps(self, obj: Any) -> bytes:
-        return dumps(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return orjson.loads(s)
-
-
-class StrKeyCodec(codecs.Codec):
-    """Faust codec for table keys: ``str`` <-> its UTF-8 bytes.
-
-    The bytes are exactly what our producers key records with, so a table key
-    hashes to the same partition as the records it was computed from (faust's
-    table router relies on that), and keys come back as ``str`` on recovery.
-    """
-
-    def _dumps(self, obj: Any) -> bytes:
-        return obj.encode("utf-8") if isinstance(obj, str) else bytes(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return s.decode("utf-8")
-
-
-def register() -> None:
-    """Make fintank's codecs usable as faust serializers (idempotent)."""
-    codecs.register(CODEC_NAME, OrjsonCodec())
-    codecs.register(KEY_CODEC_NAME, StrKeyCodec())
-
-
-register()

@@ -53,6 +53,7 @@ DOCS: dict[str, str] = {
     "batch_size": "persister: points per write",
     "flush_interval": "persister: seconds before a partial batch is written",
     "max_buffer": "persister: points held at most before the worker waits (backpressure)",
+    "commit_interval": "engine: seconds between commit points (state published, offsets committed)",
     "web_port": "port of the worker's HTTP server",
     "state_dir": "where `invoke up` keeps data, logs and pid files",
     "kafka_port": "local stack: Kafka broker port on 127.0.0.1",
@@ -86,6 +87,7 @@ class Settings:
     batch_size: int = 5000
     flush_interval: float = 0.5
     max_buffer: int = 200_000
+    commit_interval: float = 0.5
     web_port: int = 6066
     state_dir: str = ".state"
     kafka_port: int = 9092
@@ -138,6 +140,10 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}MAX_BUFFER ({self.max_buffer}) must be >= "
                 f"{PREFIX}BATCH_SIZE ({self.batch_size})"
+            )
+        if not (0 < self.commit_interval <= 60):
+            raise ConfigError(
+                f"{PREFIX}COMMIT_INTERVAL must be > 0 and <= 60 seconds, got {self.commit_interval}"
             )
         if not (self.flush_interval > 0 and math.isfinite(self.flush_interval)):
             raise ConfigError(

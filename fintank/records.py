@@ -30,12 +30,19 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A record fintank could not accept (CONTRACT.md `deadletters`), keyed by its source topic."""
+    """A record fintank could not accept (CONTRACT.md `deadletters`), keyed by its source topic.
+
+    ``source_partition`` and ``source_offset`` (optional fields, a contract
+    extension) say which input record it judges: the engine reads them back
+    after a crash so that a redelivered record is not dead-lettered twice.
+    """
 
     source_topic: str
     reason: str
     payload: str
     timestamp: float
+    source_partition: int | None = None
+    source_offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,53 +1,48 @@
-"""Faust plumbing shared by the topologies: the app, the transports, the sink service.
+"""The process around the engine: the faust app (worker, web server, CLI), the engine, the sink.
 
-Input topics are batch topics (`fintank.batching`): an agent receives each
-fetched partition batch whole and acks it when its effects are durable. The
-tick agent only *queues* points in the persister, so it acks a batch from the
-persister's ``on_written`` callback: a crash redelivers every tick whose point
-was not written yet (at-least-once into InfluxDB, no point lost).
+faust runs the worker process (``faust -A topologies.fintank worker``), its
+web server and its services. It consumes nothing: its own consumer,
+conductor and tables are switched off (`NoKafka`), and fintank's engine
+(`fintank.engine`) owns consumption, state and commits.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import timedelta
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import mode
+import faust
+from faust.app import BootStrategy
 
-from fintank.batching import BatchingApp
 from fintank.config import Settings
+from fintank.engine import Engine, EngineConfig, Group, KafkaClients, KafkaSettings
 from fintank.sinks.influx import InfluxPersister
 from fintank.sinks.transports import InfluxV1Transport, InfluxV2Transport, Transport
 
-log = logging.getLogger(__name__)
+
+class NoKafka(BootStrategy):
+    """faust's worker without faust's Kafka consumer, producer and tables (the engine has its own)."""
+
+    enable_kafka = False
 
 
-def make_app(settings: Settings) -> BatchingApp:
-    """The Faust app with fintank's settings (partitions, commit cadence, data dir)."""
+class FintankApp(faust.App):
+    """A faust app that runs the web server and services only; see `NoKafka`."""
+
+    BootStrategy = NoKafka
+
+
+def make_app(settings: Settings) -> FintankApp:
+    """The faust app: id, web port, data dir."""
     state = Path(settings.state_dir)
-    return BatchingApp(
+    return FintankApp(
         settings.app_id,
         broker=settings.broker,
         datadir=str(state / f"{settings.app_id}-data"),
-        topic_partitions=settings.partitions,
-        topic_allow_declare=True,
-        store="memory://",
         web_port=settings.web_port,
         web_host="127.0.0.1",
         web_bind="127.0.0.1",
-        broker_commit_interval=timedelta(seconds=1),
-        # A crashed worker's partitions move to the others after this long
-        # (faust's default is 60 s).
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
-        # Up to 4 MiB per partition per fetch (~35k ticks) instead of faust's 1 MiB:
-        # fewer round trips while a caught-up partition holds a fetch open.
-        consumer_max_fetch_size=4 * 1024 * 1024,
-        # Counted in items: on batch topics one item is a whole fetched batch.
-        stream_buffer_maxsize=64,
-        consumer_auto_offset_reset="earliest",
+        web_in_thread=False,
     )
 
 
@@ -73,15 +68,26 @@ def make_persister(settings: Settings) -> InfluxPersister:
     )
 
 
-class PersisterService(mode.Service):
-    """Runs a persister's flush loop with the worker; flushes what is left on shutdown."""
+def kafka_settings(settings: Settings) -> KafkaSettings:
+    """How every Kafka client of the worker connects (one place for it)."""
+    return KafkaSettings(settings.bootstrap, settings.app_id)
 
-    def __init__(self, persister: InfluxPersister, **kwargs: Any) -> None:
-        self.persister = persister
-        super().__init__(**kwargs)
 
-    async def on_start(self) -> None:
-        self.add_future(self.persister.run())
+def make_engine(
+    settings: Settings,
+    app: faust.App,
+    groups: Sequence[Group],
+    outputs: dict[str, str],
+    persister: InfluxPersister,
+) -> Engine:
+    """The engine for ``groups``, its members reachable at the app's web address."""
 
-    async def on_stop(self) -> None:
-        await self.persister.close()
+    def url() -> str:
+        return str(app.conf.canonical_url)
+
+    config = EngineConfig(
+        app_id=settings.app_id,
+        deadletters=settings.topics.deadletters,
+        commit_interval=settings.commit_interval,
+    )
+    return Engine(config, groups, outputs, persister, KafkaClients(kafka_settings(settings)), url)

@@ -73,12 +73,14 @@ def parse_tick(raw: bytes | None) -> Tick | str:
 class TickBatch:
     """What the deserializer emits for one batch: valid ticks (in order) and dead letters.
 
-    ``offsets``: each valid tick's record offset, when the caller passed offsets.
+    ``offsets`` / ``dead_offsets``: the record offset of each valid tick / dead
+    letter, when the caller passed offsets.
     """
 
     ticks: list[Tick] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
+    dead_offsets: list[int] = field(default_factory=list)
 
 
 class TickDeserializer:
@@ -112,6 +114,8 @@ class TickDeserializer:
                 batch.deadletters.append(
                     DeadLetter(self.source_topic, result, payload_text(raw), now)
                 )
+                if offsets is not None:
+                    batch.dead_offsets.append(offsets[i])
             else:
                 ticks.append(result)  # type: ignore[arg-type]
                 if offsets is not None:

@@ -8,6 +8,10 @@ the batch at the head of the buffer so nothing is lost during an outage. The
 buffer is bounded: once it holds ``max_buffer`` lines, `wait_for_room`
 blocks the caller (backpressure all the way to Kafka, whose offsets are then
 not committed) instead of growing memory or dropping points.
+
+The engine asks "is everything up to here written?" with `mark` (lines
+added so far) and `written` (wait until that many are done): a commit of
+input offsets waits for the lines those inputs produced.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fintank.errors import SinkError
@@ -55,10 +59,9 @@ class InfluxPersister:
         self.max_backoff = max_backoff
         self.stats = PersisterStats()
         self._buffer: deque[str] = deque()
-        # (lines ever added when the callback was registered, callback): run once written.
-        self._callbacks: deque[tuple[int, Callable[[], None]]] = deque()
-        self._added = 0
-        self._done = 0
+        self._added = 0  # lines ever added
+        self._done = 0  # lines ever written (or rejected by the server)
+        self._progress = asyncio.Condition()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -68,26 +71,29 @@ class InfluxPersister:
     def __len__(self) -> int:
         return len(self._buffer)
 
-    def add(self, lines: Iterable[str], on_written: Callable[[], None] | None = None) -> None:
-        """Queue lines for writing; ``on_written`` runs once all of them (and those before) are written.
-
-        Never blocks: call `wait_for_room` once per batch after it.
-        """
+    def add(self, lines: Iterable[str]) -> None:
+        """Queue lines for writing. Never blocks: call `wait_for_room` once per batch after it."""
         if self._closed:
             raise SinkError("persister is closed")
         before = len(self._buffer)
         self._buffer.extend(lines)
         size = len(self._buffer)
         self._added += size - before
-        if on_written is not None:
-            if self._done >= self._added:
-                on_written()  # everything added so far is written already
-            else:
-                self._callbacks.append((self._added, on_written))
         if size >= self.batch_size:
             self._wake.set()
         if size >= self.max_buffer:
             self._room.clear()
+
+    def mark(self) -> int:
+        """How many lines were ever added: pass it to `written` later."""
+        return self._added
+
+    async def written(self, mark: int) -> None:
+        """Return once the first ``mark`` lines ever added are written (or rejected)."""
+        if self._done >= mark:
+            return
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._done >= mark)
 
     async def wait_for_room(self) -> None:
         """Return at once while the buffer has room; otherwise wait until writes drain it."""
@@ -112,8 +118,8 @@ class InfluxPersister:
                 for _ in range(n):
                     self._buffer.popleft()
                 self._done += n
-                while self._callbacks and self._callbacks[0][0] <= self._done:
-                    self._callbacks.popleft()[1]()
+                async with self._progress:
+                    self._progress.notify_all()
                 if len(self._buffer) < self.max_buffer:
                     self._room.set()
 

@@ -41,19 +41,41 @@ class RuleEngine:
         self.books = books
         self.ledger = ledger
 
-    def on_ticks(self, partition: int, ticks: Sequence[Tick], now: float) -> list[Execution]:
-        """Apply valid ticks (in arrival order) to their symbols' quotes and resting components."""
-        by_symbol: dict[str, list[Tick]] = {}
-        for tick in ticks:
-            group = by_symbol.get(tick.symbol)
-            if group is None:
-                by_symbol[tick.symbol] = [tick]
+    def on_ticks(
+        self,
+        partition: int,
+        ticks: Sequence[Tick],
+        now: float,
+        offsets: Sequence[int] | None = None,
+    ) -> list[Execution]:
+        """Apply valid ticks (in arrival order) to their symbols' quotes and resting components.
+
+        With ``offsets`` (each tick's offset in ``partition``), a tick at or
+        below its book's ``offset`` was applied before (a redelivery after a
+        crash) and is skipped: it must not meet components that arrived after it.
+        """
+        by_symbol: dict[str, tuple[list[Tick], list[int]]] = {}
+        offs = offsets if offsets is not None else [-1] * len(ticks)
+        for tick, offset in zip(ticks, offs, strict=True):
+            found = by_symbol.get(tick.symbol)
+            if found is None:
+                by_symbol[tick.symbol] = ([tick], [offset])
             else:
-                group.append(tick)
+                found[0].append(tick)
+                found[1].append(offset)
         executions: list[Execution] = []
-        for symbol, group in by_symbol.items():
+        for symbol, (group, group_offsets) in by_symbol.items():
             book = self._book(symbol)
-            new, done = on_ticks(book, group, now)
+            fresh: Sequence[Tick] = group
+            if offsets is not None:
+                if group_offsets[-1] <= book.offset:
+                    continue  # all applied before
+                if group_offsets[0] <= book.offset:
+                    pairs = zip(group, group_offsets, strict=True)
+                    fresh = [t for t, o in pairs if o > book.offset]
+            new, done = on_ticks(book, fresh, now)
+            if offsets is not None:
+                new = replace(new, offset=group_offsets[-1])
             if new is not book:
                 self.books.stage(partition, symbol, new)
             executions += done

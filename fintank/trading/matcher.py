@@ -34,10 +34,16 @@ _TIMESTAMP = attrgetter("timestamp")
 
 @dataclass(frozen=True, slots=True)
 class SymbolBook:
-    """One symbol's matcher state: its quote (newest valid tick) and resting components."""
+    """One symbol's matcher state: its quote (newest valid tick) and resting components.
+
+    ``offset``: the ticks-partition offset of the newest tick applied (-1: none
+    known), so a tick delivered again after a crash is not applied twice
+    (`fintank.trading.engine.RuleEngine.on_ticks`).
+    """
 
     quote: Tick | None = None
     resting: tuple[ComponentOrder, ...] = ()
+    offset: int = -1
 
 
 EMPTY_BOOK = SymbolBook()
@@ -49,6 +55,7 @@ def book_from_json(obj: dict[str, Any]) -> SymbolBook:
     return SymbolBook(
         None if quote is None else Tick(**quote),
         tuple(component_from_json(c) for c in obj["resting"]),
+        obj.get("offset", -1),
     )
 
 
@@ -103,7 +110,7 @@ def on_ticks(
         quote = book.quote
         if quote is not None and newest.timestamp < quote.timestamp:
             return book, []
-        return SymbolBook(newest), []
+        return SymbolBook(newest, (), book.offset), []
     return _ticks_with_resting(book, ticks, now)
 
 
@@ -128,7 +135,7 @@ def _ticks_with_resting(
                 resting = tuple(still)
     if quote is book.quote:
         return book, executions
-    return SymbolBook(quote, resting), executions
+    return SymbolBook(quote, resting, book.offset), executions
 
 
 def on_component(
@@ -147,4 +154,4 @@ def on_component(
     quote = book.quote
     if quote is not None and crosses(comp, quote):
         return book, [execute(comp, quote, now)]
-    return SymbolBook(quote, (*book.resting, comp)), []
+    return SymbolBook(quote, (*book.resting, comp), book.offset), []

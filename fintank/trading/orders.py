@@ -16,9 +16,9 @@ and is reported as out of range.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fintank.codec import (
     JSONDecodeError,
@@ -134,6 +134,12 @@ def _parse_portfolio(portfolio: object) -> tuple[PortfolioEntry, ...] | str:
 Source = tuple[int, int]  # a Kafka record's (partition, offset)
 
 
+class AcceptedIds(Protocol):
+    """Where accepted orders are remembered: portfolio_order_id -> (partition, offset)."""
+
+    def get(self, key: str) -> Sequence[int] | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """The record is invalid or a duplicate: emit its dead letter, store nothing."""
@@ -193,7 +199,7 @@ class OrderValidator:
         raw: bytes | None,
         now: float,
         source: Source,
-        accepted: Mapping[str, Sequence[int]],
+        accepted: AcceptedIds,
     ) -> OrderResult:
         """Judge one record read at ``source`` = (partition, offset).
 

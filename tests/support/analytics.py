@@ -20,7 +20,6 @@ from fintank import codec
 from fintank.analytics.engine import Analytics, AnalyticsConfig, CandleChunk, SymbolState
 from fintank.analytics.records import Alert, Candle, Indicator
 from fintank.records import Tick
-from fintank.state import StateTable
 from tests.support.ticks import T0
 
 # A round minute: windows of 1 s and 1 min both start here.
@@ -264,33 +263,60 @@ Record = tuple[int, str, bytes | None]  # (partition, key, value bytes or None: 
 
 
 class ChangelogTable:
-    """Stand-in for a faust Table's storage: ``data`` and its changelog, in write order.
+    """A state table in memory with the changelog it writes, in write order.
 
-    `fintank.state.StateTable` writes through ``data`` and ``send_changelog``;
-    this keeps each write as the bytes the changelog would hold (our orjson
-    codec), so `restored` can rebuild ``data`` the way faust's in-memory store
-    does on recovery. Nothing else of faust is modelled.
+    It behaves like the engine's `fintank.engine.store.PartitionStore` (a write
+    is staged; `publish` serialises every staged key's value as it is now and
+    appends it, or a tombstone), across several partitions at once, so that
+    `restored` can rebuild the table the way the engine restores it from its
+    changelog. Nothing of Kafka is modelled.
     """
 
     def __init__(
-        self, data: dict[str, Any] | None = None, changelog: list[Record] | None = None
+        self,
+        from_json: Any,
+        kind: type,
+        data: dict[str, Any] | None = None,
+        changelog: list[Record] | None = None,
     ) -> None:
+        self.from_json = from_json
+        self.kind = kind
         self.data: dict[str, Any] = {} if data is None else data
         self.changelog: list[Record] = [] if changelog is None else changelog
+        self.staged: dict[str, int] = {}
 
-    def send_changelog(
-        self, partition: int, key: str, value: Any, value_serializer: str | None = None
-    ) -> None:
-        if value is not None and value_serializer != "raw":  # "raw": bytes as they are
-            value = codec.dumps(value)
-        self.changelog.append((partition, key, value))
+    def get(self, key: str) -> Any:
+        value = self.data.get(key)
+        if value is None or type(value) is self.kind:
+            return value
+        record = self.from_json(value)
+        self.data[key] = record
+        return record
+
+    def all_keys(self) -> list[str]:
+        return list(self.data)
+
+    def stage(self, partition: int, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.staged[key] = partition
+
+    def stage_delete(self, partition: int, key: str) -> None:
+        self.data.pop(key, None)
+        self.staged[key] = partition
+
+    def publish(self) -> None:
+        """Append every staged key (its value now, or a tombstone) to the changelog."""
+        staged, self.staged = self.staged, {}
+        for key, partition in staged.items():
+            value = self.data.get(key)
+            self.changelog.append((partition, key, None if value is None else codec.dumps(value)))
 
     def tombstones(self) -> list[str]:
         """Keys deleted in the changelog, in order."""
         return [key for _, key, raw in self.changelog if raw is None]
 
     def restored(self) -> ChangelogTable:
-        """A new table recovered from this changelog: the last value per key, as JSON dicts.
+        """A new table recovered from this changelog: the last value per key, as JSON.
 
         A key whose last record is a tombstone is absent. The changelog itself
         (a topic: it outlives the worker) carries over, so later writes append to it.
@@ -301,15 +327,15 @@ class ChangelogTable:
                 data.pop(key, None)
             else:
                 data[key] = codec.loads(raw)
-        return ChangelogTable(data, list(self.changelog))
+        return ChangelogTable(self.from_json, self.kind, data, list(self.changelog))
 
 
 @dataclass
 class AnalyticsWorker:
-    """The real `Analytics` over real `StateTable`s on `ChangelogTable` storage: one worker."""
+    """The real `Analytics` over `ChangelogTable` storage: one worker."""
 
-    states: StateTable[SymbolState]
-    history: StateTable[CandleChunk]
+    states: ChangelogTable
+    history: ChangelogTable
     engine: Analytics
     config: AnalyticsConfig = field(default_factory=AnalyticsConfig)
 
@@ -322,26 +348,20 @@ class AnalyticsWorker:
     ) -> AnalyticsWorker:
         """A worker whose tables hold ``states`` / ``history`` (empty by default)."""
         config = AnalyticsConfig() if config is None else config
-        states = ChangelogTable() if states is None else states
-        history = ChangelogTable() if history is None else history
-        state_table = StateTable(states, SymbolState.from_dict, SymbolState)
-        history_table = StateTable(history, CandleChunk.from_dict, CandleChunk)
-        return cls(
-            state_table, history_table, Analytics(state_table, history_table, config), config
-        )
+        states = ChangelogTable(SymbolState.from_dict, SymbolState) if states is None else states
+        history = ChangelogTable(CandleChunk.from_dict, CandleChunk) if history is None else history
+        return cls(states, history, Analytics(states, history, config), config)
 
     @property
     def state_log(self) -> ChangelogTable:
-        table: ChangelogTable = self.states.table
-        return table
+        return self.states
 
     @property
     def history_log(self) -> ChangelogTable:
-        table: ChangelogTable = self.history.table
-        return table
+        return self.history
 
     def publish(self) -> None:
-        """What the topology does once a batch's outputs were delivered: history, then states."""
+        """What the engine does at a commit point, once outputs were delivered."""
         self.history.publish()
         self.states.publish()
 

@@ -67,32 +67,6 @@ def test_transient_failures_are_retried_and_nothing_is_lost() -> None:
     assert (persister.stats.retries, persister.stats.written) == (3, 3)
 
 
-def test_on_written_runs_only_after_its_lines_are_written() -> None:
-    async def scenario() -> list[str]:
-        calls: list[str] = []
-        persister = InfluxPersister(RecordingTransport(), batch_size=2, max_buffer=10)
-        persister.add(["a", "b", "c"], on_written=lambda: calls.append("first"))
-        persister.add(["d"], on_written=lambda: calls.append("second"))
-        assert calls == []
-        await persister.flush()
-        return calls
-
-    assert run(scenario()) == ["first", "second"]
-
-
-def test_on_written_for_an_empty_add_waits_for_earlier_lines() -> None:
-    async def scenario() -> list[str]:
-        calls: list[str] = []
-        persister = InfluxPersister(RecordingTransport(), batch_size=2, max_buffer=10)
-        persister.add(["a"])
-        persister.add([], on_written=lambda: calls.append("empty"))
-        before = list(calls)
-        await persister.flush()
-        return before + ["|"] + calls
-
-    assert run(scenario()) == ["|", "empty"]
-
-
 def test_full_buffer_makes_wait_for_room_block_until_flushed() -> None:
     async def scenario() -> tuple[bool, bool]:
         persister = InfluxPersister(RecordingTransport(), batch_size=2, max_buffer=4)
@@ -152,13 +126,59 @@ def test_max_buffer_below_batch_size_is_refused() -> None:
         InfluxPersister(RecordingTransport(), batch_size=10, max_buffer=5)
 
 
-def test_on_written_with_nothing_pending_runs_at_once_even_after_earlier_callbacks() -> None:
-    async def scenario() -> list[str]:
-        calls: list[str] = []
-        persister = InfluxPersister(RecordingTransport(), batch_size=2, max_buffer=10)
-        persister.add(["a"], on_written=lambda: calls.append("first"))
-        await persister.flush()
-        persister.add([], on_written=lambda: calls.append("second"))
-        return calls
+class GatedTransport(RecordingTransport):
+    """Each write waits until the test opens the gate once."""
 
-    assert run(scenario()) == ["first", "second"]
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Semaphore(0)
+
+    async def write(self, lines: list[str]) -> None:
+        await self.gate.acquire()
+        await super().write(lines)
+
+
+def test_written_returns_only_once_the_marked_lines_are_written() -> None:
+    async def scenario() -> list[tuple[bool, bool]]:
+        transport = GatedTransport()
+        persister = InfluxPersister(transport, batch_size=2, max_buffer=10)
+        persister.add(["a", "b"])
+        first = asyncio.ensure_future(persister.written(persister.mark()))
+        persister.add(["c", "d"])
+        second = asyncio.ensure_future(persister.written(persister.mark()))
+        flushing = asyncio.ensure_future(persister.flush())
+        seen = []
+        for _ in range(2):
+            await asyncio.sleep(0.01)
+            seen.append((first.done(), second.done()))
+            transport.gate.release()
+        await flushing
+        await asyncio.sleep(0.01)
+        seen.append((first.done(), second.done()))
+        return seen
+
+    assert run(scenario()) == [(False, False), (True, False), (True, True)]
+
+
+def test_written_with_nothing_pending_returns_at_once() -> None:
+    async def scenario() -> int:
+        persister = InfluxPersister(RecordingTransport(), batch_size=2, max_buffer=10)
+        persister.add(["a"])
+        await persister.flush()
+        persister.add([])
+        await asyncio.wait_for(persister.written(persister.mark()), 1)
+        return persister.mark()
+
+    assert run(scenario()) == 1
+
+
+def test_rejected_lines_count_as_done_for_written() -> None:
+    async def scenario() -> int:
+        persister = InfluxPersister(RecordingTransport(reject=True), batch_size=2, max_buffer=10)
+        persister.add(["bad"])
+        mark = persister.mark()
+        await persister.flush()
+        await asyncio.wait_for(persister.written(mark), 1)
+        return persister.stats.rejected
+
+    assert run(scenario()) == 1
