@@ -15,10 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import mode
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-
 from fintank.codec import loads
+from fintank.engine.kafka import AIOKafkaConsumer, KafkaError, TopicPartition, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +58,11 @@ class RecentFeed(mode.Service):
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
-            cluster = await consumer._client.fetch_all_metadata()  # see fintank.peek
             names = {topic: name for name, topic in self.topics.items()}
             tps = [
                 TopicPartition(topic, p)
                 for topic in names
-                for p in sorted(cluster.partitions_for_topic(topic) or ())
+                for p in sorted(await topic_partitions(consumer, topic))
             ]
             if not tps:
                 await asyncio.sleep(2.0)  # topics not created yet

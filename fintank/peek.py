@@ -6,9 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from fintank.codec import loads
+from fintank.engine.kafka import AIOKafkaConsumer, TopicPartition, topic_partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +30,7 @@ async def read_topic(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        # An unsubscribed consumer keeps no metadata for the topic; ask the cluster.
-        # (aiokafka is pinned; `topics()` itself returns names only.)
-        cluster = await consumer._client.fetch_all_metadata()
-        known = cluster.partitions_for_topic(topic) or set()
+        known = await topic_partitions(consumer, topic)
         wanted = known if partitions is None else known & set(partitions)
         tps = [TopicPartition(topic, p) for p in sorted(wanted)]
         if not tps:

@@ -394,6 +394,7 @@ class Engine(mode.Service):
                         snap = task.snapshot()
                     if snap is not None:
                         snap.durable = asyncio.ensure_future(self._durable(snap))
+                        snap.durable.add_done_callback(_retrieved)
                         task.inflight = snap
             inflight = [t.inflight for t in chosen if t.inflight is not None]
             if not inflight:
@@ -550,6 +551,10 @@ class Engine(mode.Service):
         if not fut.cancelled() and fut.exception() is not None:
             self._task_failed(fut.exception())  # type: ignore[arg-type]
 
+    def on_task_error(self, exc: BaseException) -> None:
+        """A task, its recovery or its chained work failed: stop the worker (or tell the test)."""
+        self._task_failed(exc)
+
     def _task_failed(self, exc: BaseException) -> None:
         if isinstance(exc, Fenced):
             log.warning("engine: %s; stopping (another worker owns the partition now)", exc)
@@ -585,6 +590,12 @@ class Engine(mode.Service):
                     "paused": task.paused,
                 }
         return out
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    """Mark a background future's exception as seen (the caller that needed it re-raises it)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _done(output: Any) -> bool:

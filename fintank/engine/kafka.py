@@ -130,6 +130,17 @@ def admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic`` as the cluster knows them now (empty if it does not exist).
+
+    aiokafka's public ``partitions_for_topic`` only knows topics the consumer
+    subscribed to or was assigned; this asks the cluster (a private client
+    call, pinned by the surface test).
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    return set(cluster.partitions_for_topic(topic) or ())
+
+
 def tps(topic: str, partitions: Sequence[int]) -> list[TopicPartition]:
     """``TopicPartition`` of each of ``partitions`` of ``topic``."""
     return [TopicPartition(topic, p) for p in partitions]

@@ -144,10 +144,17 @@ class Context:
     def track(self, work: Awaitable[Any]) -> asyncio.Future[Any]:
         """Run ``work`` (for example: wait for some deliveries, then send more); the task's
         next commit waits for it too, and a revoke cancels it if it has not finished."""
+        task = self._task
         fut = asyncio.ensure_future(work)
-        self._task.pending.append(fut)
-        self._task.chained.add(fut)
-        fut.add_done_callback(self._task.chained.discard)
+        task.pending.append(fut)
+        task.chained.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            task.chained.discard(f)
+            if not f.cancelled() and f.exception() is not None:
+                task.engine.on_task_error(f.exception())  # type: ignore[arg-type]
+
+        fut.add_done_callback(done)
         return fut
 
     def persist(self, lines: Iterable[str]) -> None:

@@ -6,12 +6,7 @@ step the machine chooses: records arrive, members fetch, tasks process,
 sends are delivered one by one in any order Kafka allows, InfluxDB lines
 are written, commit points run, workers join, leave, crash (their
 undelivered sends partly lost) or freeze past their session timeout and wake
-up as zombies. A small processor (`Echo`) stands for a topology: per input
-record it sends an ``out`` record, keeps a count per key and the newest
-offset per input in a table, persists a line, dead-letters ``bad`` records,
-and for ``exec`` records sends one ``exec`` and then (once delivered) one
-``fill`` that must each exist exactly once, with a ledger rebuilt from those
-topics, as `fintank.agents.Market` does for executions and fills.
+up as zombies. `tests.support.engine.Echo` stands for a topology.
 
 Invariants (docs/engine.md numbers them the same way):
 
@@ -32,13 +27,7 @@ Invariants (docs/engine.md numbers them the same way):
 
 from __future__ import annotations
 
-import asyncio
 import os
-import random
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -50,292 +39,19 @@ from hypothesis.stateful import (
     rule,
 )
 
-from fintank.codec import loads
-from fintank.engine import Engine, EngineConfig, Fenced, Group, Table
-from fintank.engine.kafka import CommitFailedError, TopicPartition
-from fintank.engine.task import Batch, Context
-from fintank.records import DeadLetter
-from tests.support.broker import FakeBroker, FakeClients, FakePersister, Send
-
-INPUTS = ("in-a", "in-b")
-PARTITIONS = 3
-SEEN = Table("seen", lambda v: v, int)
-APP = "machine"
-CHANGELOG = f"{APP}-seen-changelog"
-KEYS = ["k0", "k1", "k2", "k3", "k4", "k5"]
-SESSION_TIMEOUT = 10.0
-
-
-def src_of(topic: str, partition: int, offset: int) -> str:
-    return f"{topic}/{partition}/{offset}"
-
-
-@dataclass
-class Worker:
-    """One worker process: its engine, clock, persister and what the machine knows of it."""
-
-    name: str
-    engine: Engine
-    clients: FakeClients
-    persister: FakePersister
-    clock: list[float]
-    state: str = "member"  # member | zombie | dead
-    revocations: int = 0  # revoke callbacks that returned
-    revoking: bool = False
-    errors: list[BaseException] = field(default_factory=list)
-    assigned_from: dict[TopicPartition, int] = field(default_factory=dict)
-
-
-class World:
-    """What the machine observed, for the invariants."""
-
-    def __init__(self) -> None:
-        self.violations: list[str] = []
-
-    def violate(self, what: str) -> None:
-        self.violations.append(what)
-
-
-class Echo:
-    """The processor under the engine (one per task)."""
-
-    def __init__(self, ctx: Context, world: World, worker: Worker) -> None:
-        self.ctx = ctx
-        self.world = world
-        self.worker = worker
-        self.epoch = worker.revocations
-        self.seen = ctx.table(SEEN.name)
-        self.execs: dict[str, str] = {}  # src -> key (fills go where their exec went)
-        self.filled: set[str] = set()
-        self.expect: dict[str, int] = {}  # topic -> next offset this processor must see
-
-    def alive(self, what: str) -> None:
-        if self.worker.revocations > self.epoch:
-            self.world.violate(
-                f"{self.worker.name} sent {what} for partition {self.ctx.partition} after its revoke"
-            )
-
-    async def recover(self, replayed: Mapping[str, Sequence[Any]]) -> None:
-        self.execs = {(v := loads(r.value))["src"]: v["key"] for r in replayed.get("exec", ())}
-        self.filled = {loads(r.value)["src"] for r in replayed.get("fill", ())}
-        missing = sorted(set(self.execs) - self.filled)
-        if missing:
-            await self._fill(missing)
-
-    async def on_clock(self, now: float) -> None:
-        return None
-
-    async def on_batch(self, batch: Batch) -> None:
-        ctx = self.ctx
-        p = ctx.partition
-        tp = batch.tp
-        first = self.expect.get(batch.topic, self.worker.assigned_from.get(tp, 0))
-        if batch.first != first:
-            self.world.violate(f"{self.worker.name} {tp}: batch at {batch.first}, expected {first}")
-        self.expect[batch.topic] = batch.end
-        mark = self.seen.get(f"mark:{batch.topic}")
-        mark = -1 if mark is None else mark
-        dead: list[tuple[int, DeadLetter]] = []
-        for r in batch.records:
-            if r.offset <= mark:
-                continue  # applied before a crash: the table says so
-            src = src_of(batch.topic, p, r.offset)
-            key = r.key.decode()
-            n = (self.seen.get(f"n:{key}") or 0) + 1
-            self.seen.stage(p, f"n:{key}", n)
-            self.alive("out")
-            await ctx.send("out", key, {"src": src, "n": n})
-            if r.value == b"bad":
-                dead.append((r.offset, DeadLetter(batch.topic, "bad", "bad", 0.0)))
-            if r.value == b"exec" and src not in self.execs:
-                await ctx.fence()
-                self.alive("exec")
-                fut = await ctx.send("exec", key, {"src": src, "key": key})
-                self.execs[src] = key
-                ctx.track(self._then_fill(fut, src))
-            self.seen.stage(p, f"mark:{batch.topic}", r.offset)
-            ctx.persist([src])
-        if dead:
-            self.alive("deadletters")
-        await ctx.deadletter(batch.topic, dead)
-
-    async def _then_fill(self, fut: asyncio.Future[Any], src: str) -> None:
-        await fut
-        await self._fill([src])
-
-    async def _fill(self, srcs: Sequence[str]) -> None:
-        await self.ctx.fence()
-        for src in srcs:
-            self.alive("fill")
-            self.filled.add(src)
-            await self.ctx.send("fill", self.execs[src], {"src": src})
-
-
-def run(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
-    return loop.run_until_complete(coro)
-
-
-async def settle(rounds: int = 60) -> None:
-    for _ in range(rounds):
-        await asyncio.sleep(0)
+from tests.support.engine import INPUTS, KEYS, Cluster
 
 
 class EngineMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        self.broker = FakeBroker()
-        for t in INPUTS:
-            self.broker.create(t, PARTITIONS)
-        for t in ("out", "exec", "fill"):
-            self.broker.create(t, PARTITIONS)
-        self.broker.create("deadletters", 1)
-        self.broker.send_hooks.append(self._on_send)
-        self.world = World()
-        self.workers: list[Worker] = []
-        self.rng = random.Random(0)
-        self.background: list[asyncio.Task[Any]] = []
-        self.produced: dict[str, bytes] = {}  # src -> value
+        self.c = Cluster()
 
-    # ------------------------------------------------------------------ plumbing
-    def _new_worker(self) -> Worker:
-        name = f"w{len(self.workers)}"
-        clients = FakeClients(self.broker, name)
-        persister = FakePersister()
-        clock = [1000.0]
-        holder: dict[str, Worker] = {}
-        group = Group(
-            "g",
-            INPUTS,
-            lambda ctx: Echo(ctx, self.world, holder["w"]),
-            tables=(SEEN,),
-            replay=("exec", "fill"),
-        )
-        config = EngineConfig(
-            app_id=APP,
-            deadletters="deadletters",
-            commit_interval=0.01,
-            max_queued=4,
-            revoke_timeout=5.0,
-            exit_on_fatal=False,
-        )
-        engine = Engine(
-            config,
-            [group],
-            {"out": "out", "exec": "exec", "fill": "fill", "deadletters": "deadletters"},
-            persister,
-            clients,
-            f"http://{name}",
-            clock=lambda: clock[0],
-        )
-        worker = Worker(name, engine, clients, persister, clock)
-        engine.on_error = lambda exc: self._task_failed(worker, exc)
-        holder["w"] = worker
-        run(self.loop, engine.connect())
-        consumer = clients.consumer
-        assert consumer is not None
-        listener = consumer.listener
-        machine = self
-
-        class Watch:
-            async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-                worker.revoking = True
-                try:
-                    await listener.on_partitions_revoked(revoked)
-                finally:
-                    worker.revoking = False
-                    worker.revocations += 1
-
-            async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-                worker.assigned_from = {tp: machine.broker.committed.get(tp, 0) for tp in assigned}
-                await listener.on_partitions_assigned(assigned)
-
-        consumer.listener = Watch()
-        self.workers.append(worker)
-        return worker
-
-    def _task_failed(self, worker: Worker, exc: BaseException) -> None:
-        worker.errors.append(exc)
-        if isinstance(exc, Fenced) and worker.state != "member":
-            if worker.state == "zombie":
-                self._kill(worker)  # what the worker process does: it stops
-            return
-        self.world.violate(f"{worker.name}: task failed: {exc!r}")
-
-    def _kill(self, worker: Worker) -> None:
-        worker.state = "dead"
-        for task in worker.engine.tasks.values():
-            task.closing = True
-            task.cancel_chained()
-            if task._runner is not None:
-                task._runner.cancel()
-        if worker.engine.recovering is not None:
-            worker.engine.recovering.cancel()
-        producer = worker.clients.producer_
-        if producer is not None:
-            self.broker.lose(producer, self.rng)
-
-    def members(self) -> list[Worker]:
-        return [w for w in self.workers if w.state == "member"]
-
-    def live(self) -> list[Worker]:
-        return [w for w in self.workers if w.state in ("member", "zombie")]
-
-    def _consumer(self, w: Worker) -> Any:
-        return w.clients.consumer
-
-    def _rebalance(self, members: list[Worker]) -> None:
-        """Move the group to ``members``, delivering and writing as it goes (a healthy cluster)."""
-        task = self.loop.create_task(self.broker.rebalance([self._consumer(w) for w in members]))
-        self._run_until(task)
-        task.result()
-
-    def _run_until(self, task: asyncio.Task[Any]) -> None:
-        """Run the loop, delivering every send and writing every line, until ``task`` is done."""
-        for _ in range(200):
-            run(self.loop, settle())
-            self.broker.deliver_all()
-            for w in self.workers:
-                run(self.loop, w.persister.write_all())
-            if task.done():
-                return
-        raise AssertionError(f"{task} did not finish")
-
-    def _on_send(self, send: Send) -> None:
-        """Invariants 3 and 4 at the moment a record is handed to a producer."""
-        worker = next(w for w in self.workers if w.clients.producer_ is send.producer)
-        topic = send.tp.topic
-        fenced_topic = topic in ("exec", "fill", "deadletters", CHANGELOG)
-        if fenced_topic and worker.state != "member":
-            self.world.violate(f"{worker.name} ({worker.state}) sent to {topic}")
-        if topic == CHANGELOG:
-            consumer = self._consumer(worker)
-            owns = any(tp.partition == send.tp.partition for tp in consumer.assignment())
-            if not (owns and (self.broker.is_current(consumer) or worker.revoking)):
-                self.world.violate(f"{worker.name} wrote {send.tp} without owning it")
-            key = send.key.decode() if send.key else ""
-            if key.startswith("mark:") and send.value is not None:
-                topic_in = key[len("mark:") :]
-                mark = loads(send.value)
-                delivered = self._delivered_srcs("out")
-                for o in range(mark + 1):
-                    src = src_of(topic_in, send.tp.partition, o)
-                    if src not in delivered:
-                        self.world.violate(
-                            f"changelog mark {mark} for {topic_in}/{send.tp.partition} before out {src}"
-                        )
-                        break
-
-    def _delivered_srcs(self, topic: str) -> set[str]:
-        return {loads(r.value)["src"] for r in self.broker.records(topic)}
-
-    # ------------------------------------------------------------------ rules
     @initialize(n=st.integers(1, 2))
     def start(self, n: int) -> None:
         for _ in range(n):
-            self._new_worker()
-        self._rebalance(self.members())
+            self.c.new_worker()
+        self.c.rebalance(self.c.members())
 
     @rule(
         records=st.lists(
@@ -350,194 +66,78 @@ class EngineMachine(RuleBasedStateMachine):
     )
     def produce(self, records: list[tuple[str, str, bytes]]) -> None:
         for topic, key, value in records:
-            rec = self.broker.produce(topic, key, value)
-            self.produced[src_of(topic, rec.partition, rec.offset)] = value
+            self.c.produce(topic, key, value)
 
-    @precondition(lambda self: self.live())
-    @rule(data=st.data(), limit=st.integers(1, 4))
-    def poll(self, data: st.DataObject, limit: int) -> None:
-        w = data.draw(st.sampled_from(self.live()))
-        consumer = self._consumer(w)
-        consumer.fetch_limit = limit
-        w.engine.dispatch(consumer.fetch())
-        run(self.loop, settle(10))
+    @precondition(lambda self: self.c.live())
+    @rule(data=st.data(), limit=st.integers(1, 4), steps=st.integers(0, 12))
+    def poll(self, data: st.DataObject, limit: int, steps: int) -> None:
+        self.c.poll(data.draw(st.sampled_from(self.c.live())), limit, steps)
 
     @rule()
     def let_tasks_run(self) -> None:
-        run(self.loop, settle())
+        self.c.settle()
 
-    @precondition(lambda self: self.broker.deliverable())
+    @precondition(lambda self: self.c.broker.deliverable())
     @rule(data=st.data())
     def deliver_one(self, data: st.DataObject) -> None:
-        send = data.draw(st.sampled_from(self.broker.deliverable()))
-        self.broker.deliver(send)
-        run(self.loop, settle(10))
+        self.c.broker.deliver(data.draw(st.sampled_from(self.c.broker.deliverable())))
+        self.c.settle(10)
 
-    @precondition(lambda self: self.live())
+    @precondition(lambda self: self.c.live())
     @rule(data=st.data())
     def write_lines(self, data: st.DataObject) -> None:
-        w = data.draw(st.sampled_from(self.live()))
-        run(self.loop, w.persister.write_all())
-        run(self.loop, settle(10))
+        self.c.write_lines(data.draw(st.sampled_from(self.c.live())))
 
-    @precondition(lambda self: self.live())
+    @precondition(lambda self: self.c.live())
     @rule(data=st.data())
     def commit_point(self, data: st.DataObject) -> None:
-        w = data.draw(st.sampled_from(self.live()))
-        self.background.append(self.loop.create_task(self._cycle(w)))
-        run(self.loop, settle(10))
+        self.c.start_cycle(data.draw(st.sampled_from(self.c.live())))
 
-    async def _cycle(self, w: Worker) -> None:
-        try:
-            await w.engine.cycle(wait=0)
-        except (Fenced, CommitFailedError) as exc:
-            if w.state == "member":
-                self.world.violate(f"{w.name}: a member was refused at a commit point: {exc!r}")
-
-    @precondition(lambda self: len(self.workers) < 5)
+    @precondition(lambda self: len(self.c.workers) < 5)
     @rule()
     def join(self) -> None:
-        self._new_worker()
-        self._rebalance(self.members())
+        self.c.new_worker()
+        self.c.rebalance(self.c.members())
 
-    @precondition(lambda self: len(self.members()) >= 2)
+    @precondition(lambda self: len(self.c.members()) >= 2)
     @rule(data=st.data())
     def leave(self, data: st.DataObject) -> None:
-        """A clean stop: the worker revokes (drains and commits), then leaves the group."""
-        w = data.draw(st.sampled_from(self.members()))
-        consumer = self._consumer(w)
-        task = self.loop.create_task(consumer.listener.on_partitions_revoked(consumer.assignment()))
-        self._run_until(task)
-        task.result()
-        w.state = "dead"
-        consumer.assigned = None
-        self._rebalance(self.members())
+        self.c.leave(data.draw(st.sampled_from(self.c.members())))
 
-    @precondition(lambda self: len(self.members()) >= 1)
+    @precondition(lambda self: self.c.members())
     @rule(data=st.data())
     def crash(self, data: st.DataObject) -> None:
-        """SIGKILL: nothing more runs; undelivered sends are partly lost; the group moves on."""
-        w = data.draw(st.sampled_from(self.members()))
-        self._kill(w)
-        rest = self.members()
-        if not rest:
-            rest = [self._new_worker()]
-        self._rebalance(rest)
+        self.c.crash(data.draw(st.sampled_from(self.c.members())))
 
-    @precondition(lambda self: len(self.members()) >= 1)
+    @precondition(lambda self: self.c.members())
     @rule(data=st.data())
     def freeze_past_session_timeout(self, data: st.DataObject) -> None:
-        """SIGSTOP longer than the session timeout: the group moves on; the worker wakes up later
-        with its tasks, queues and assignment as they were (a zombie).
-
-        The freeze lands between two steps of the worker: what it had handed to
-        its producer was on the wire already (delivered). A freeze in the
-        microseconds between a fence and the bytes of the send leaving the
-        process is the one window no test here covers (docs/engine.md).
-        """
-        w = data.draw(st.sampled_from(self.members()))
-        producer = w.clients.producer_
-        if producer is not None:
-            self.broker.deliver_all(producer)
-        self.broker.expel(self._consumer(w))  # its session ran out while it was frozen
-        w.clock[0] += SESSION_TIMEOUT + 1
-        w.state = "zombie"
-        rest = self.members()
-        if not rest:
-            rest = [self._new_worker()]
-        self._rebalance(rest)
+        self.c.freeze(data.draw(st.sampled_from(self.c.members())))
 
     @rule(seconds=st.sampled_from([0.5, 1.0, 2.0, 4.0]))
     def time_passes(self, seconds: float) -> None:
-        for w in self.workers:
+        for w in self.c.workers:
             w.clock[0] += seconds
 
     @rule()
     def drain(self) -> None:
-        """Let everything run to the end: fetch, process, deliver, write, commit."""
-        for _ in range(100):
-            progressed = False
-            for w in self.live():
-                fetched = self._consumer(w).fetch()
-                if fetched:
-                    progressed = True
-                    w.engine.dispatch(fetched)
-            run(self.loop, settle())
-            if self.broker.pending:
-                progressed = True
-                self.broker.deliver_all()
-            for w in self.live():
-                run(self.loop, w.persister.write_all())
-                if any(t.queue for t in w.engine.tasks.values()):
-                    progressed = True
-            run(self.loop, settle())
-            if not progressed:
-                break
-        for w in self.members():
-            self._run_until(self.loop.create_task(self._cycle(w)))
-        # Invariant 1: every record of an owned partition reached its processor.
-        for w in self.members():
-            for task in w.engine.tasks.values():
-                assert task.ready.is_set(), f"{w.name} {task} never recovered"
-                echo = task.processor
-                assert isinstance(echo, Echo)
-                for topic in INPUTS:
-                    tp = TopicPartition(topic, task.partition)
-                    end = self.broker.end(tp)
-                    seen = echo.expect.get(topic, w.assigned_from.get(tp, 0))
-                    assert seen == end, f"{w.name} {tp}: processed up to {seen} of {end}"
+        self.c.drain()
+        self.c.check_everything_processed()
 
-    # ------------------------------------------------------------------ invariants
     @invariant()
     def nothing_violated(self) -> None:
-        assert not self.world.violations, self.world.violations
+        self.c.check_no_violation()
 
     @invariant()
     def at_most_once(self) -> None:
-        for topic in ("exec", "fill"):
-            counts = Counter(loads(r.value)["src"] for r in self.broker.records(topic))
-            twice = [s for s, n in counts.items() if n > 1]
-            assert not twice, f"{topic} twice: {twice}"
-        letters = Counter(
-            src_of(d["source_topic"], d["source_partition"], d["source_offset"])
-            for d in (loads(r.value) for r in self.broker.records("deadletters"))
-        )
-        twice = [s for s, n in letters.items() if n > 1]
-        assert not twice, f"dead-lettered twice: {twice}"
+        self.c.check_at_most_once()
 
     @invariant()
     def committed_means_durable(self) -> None:
-        outs = self._delivered_srcs("out")
-        execs = self._delivered_srcs("exec")
-        fills = self._delivered_srcs("fill")
-        letters = {
-            src_of(d["source_topic"], d["source_partition"], d["source_offset"])
-            for d in (loads(r.value) for r in self.broker.records("deadletters"))
-        }
-        lines = {
-            line for w in self.workers for line in w.persister.lines[: w.persister.written_count]
-        }
-        for tp, committed in self.broker.committed.items():
-            if tp.topic not in INPUTS:
-                continue
-            for offset in range(committed):
-                src = src_of(tp.topic, tp.partition, offset)
-                assert src in outs, f"committed {tp}@{committed} but out {src} not delivered"
-                assert src in lines, f"committed {tp}@{committed} but line {src} not written"
-                value = self.produced[src]
-                if value == b"bad":
-                    assert src in letters, f"committed {tp}@{committed}, no dead letter for {src}"
-                if value == b"exec":
-                    assert src in execs and src in fills, (
-                        f"committed {tp}@{committed}, {src} not executed and filled"
-                    )
+        self.c.check_committed_means_durable()
 
     def teardown(self) -> None:
-        for task in asyncio.all_tasks(self.loop):
-            task.cancel()
-        self.loop.run_until_complete(asyncio.sleep(0))
-        self.loop.close()
-        asyncio.set_event_loop(None)
+        self.c.close()
 
 
 EngineMachine.TestCase.settings = settings(
