@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import mode
+
 from fintank.codec import loads
 from fintank.engine.kafka import AIOKafkaConsumer, KafkaError, TopicPartition, topic_partitions
 

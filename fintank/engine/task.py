@@ -235,6 +235,16 @@ class Task:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
 
+    def reset(self) -> None:
+        """Forget everything restored (a failed recovery is started over from scratch)."""
+        self.stores = {
+            name: PartitionStore(s.table, self.partition) for name, s in self.stores.items()
+        }
+        self.deadletter_marks.clear()
+        self.pending = []
+        self.cancel_chained()
+        self.processor = self.group.processor(self.context)
+
     def __repr__(self) -> str:
         return f"<Task {self.group.name}[{self.partition}]>"
 
