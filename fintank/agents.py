@@ -114,7 +114,6 @@ class Market:
         if executions:
             await self._execute(executions)
         ctx.persist(self.bid_ask.lines(result.ticks))
-        await self.persister.wait_for_room()
 
     async def _components(self, batch: Batch) -> None:
         comps = [component_from_json(loads(r.value)) for r in batch.records]

@@ -59,12 +59,17 @@ class Routing:
 
 
 def balance(
-    partitions: int, members: Sequence[str], previous: Mapping[str, Iterable[int]]
+    partitions: int,
+    members: Sequence[str],
+    previous: Mapping[str, Iterable[int]],
+    turn: int = 0,
 ) -> dict[int, str]:
     """Partition -> member: everyone gets ``partitions // len(members)`` or one more; a member
     keeps what it ``previous``-ly owned up to its share; the rest go to the least loaded.
 
-    Deterministic for the same inputs (members in sorted order).
+    Deterministic for the same inputs (members in sorted order). ``turn``
+    rotates which members get the extra partitions on a tie, so that several
+    groups spread their extras over different members.
     """
     if not members:
         return {}
@@ -72,7 +77,8 @@ def balance(
     base, extra = divmod(partitions, len(members))
     # The extra partitions go to the members that already hold the most.
     kept = {m: sorted({p for p in previous.get(m, ()) if 0 <= p < partitions}) for m in members}
-    by_holding = sorted(members, key=lambda m: (-len(kept[m]), m))
+    order = {m: (i - turn) % len(members) for i, m in enumerate(members)}
+    by_holding = sorted(members, key=lambda m: (-len(kept[m]), order[m]))
     cap = {m: base + (1 if i < extra else 0) for i, m in enumerate(by_holding)}
     plan: dict[int, str] = {}
     load = dict.fromkeys(members, 0)
@@ -83,7 +89,7 @@ def balance(
                 load[m] += 1
     for p in range(partitions):
         if p not in plan:
-            m = min((m for m in members if load[m] < cap[m]), key=lambda m: (load[m], m))
+            m = min((m for m in members if load[m] < cap[m]), key=lambda m: (load[m], order[m]))
             plan[p] = m
             load[m] += 1
     return plan
@@ -117,11 +123,11 @@ class CopartitionedAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         epoch = max((int(i.get("epoch", 0)) for i in info.values()), default=0) + 1
         topics_of: dict[str, dict[str, list[int]]] = {m: {} for m in member_ids}
         owners: dict[str, list[int]] = {}
-        for group, topics in self.groups.items():
+        for turn, (group, topics) in enumerate(self.groups.items()):
             n = _partition_count(cluster, group, topics)
             subscribed = [m for m in member_ids if set(topics) <= set(members[m].subscription)]
             previous = {m: info[m].get("owned", {}).get(group, ()) for m in subscribed}
-            plan = balance(n, subscribed, previous)
+            plan = balance(n, subscribed, previous, turn)
             owners[group] = [index[plan[p]] if p in plan else -1 for p in range(n)]
             for p, m in sorted(plan.items()):
                 for topic in topics:

@@ -42,6 +42,11 @@ from fintank.errors import FintankError
 log = logging.getLogger(__name__)
 
 
+def _boot_clock() -> float:
+    """Seconds on a clock that runs on while the process is stopped or the machine sleeps."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 class Fenced(FintankError):
     """This worker no longer owns a partition it was about to write for."""
 
@@ -62,6 +67,8 @@ class Persister(Protocol):
     def mark(self) -> int: ...
 
     async def written(self, mark: int) -> None: ...
+
+    async def wait_for_room(self) -> None: ...
 
     async def run(self) -> None: ...
 
@@ -110,6 +117,9 @@ class EngineConfig:
     max_queued: int = 100_000
     #: How long a revoke waits for a task's batch in hand and for its outputs.
     revoke_timeout: float = 5.0
+    #: How long a whole revoke may take: under the rebalance timeout (30 s), after
+    #: which the coordinator would drop us while we may still be sending.
+    revoke_deadline: float = 20.0
     #: How long a successful commit proves membership for `Engine.fence` (seconds from
     #: when the commit was sent). Well under the session timeout: see docs/engine.md.
     lease: float = 3.0
@@ -121,6 +131,9 @@ class EngineConfig:
 
 
 class _Listener(kafka.ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's rebalance callbacks. aiokafka only logs what they raise and goes on
+    with the rebalance, so anything unexpected stops the worker here instead."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -128,7 +141,13 @@ class _Listener(kafka.ConsumerRebalanceListener):  # type: ignore[misc]
         await self.engine.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.engine.on_assigned(set(assigned))
+        try:
+            await self.engine.on_assigned(set(assigned))
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.exception("assignment failed")
+            await self.engine._die(f"assignment failed: {exc!r}")
 
 
 class Engine(mode.Service):
@@ -142,7 +161,7 @@ class Engine(mode.Service):
         persister: Persister,
         clients: Clients,
         url: str | Callable[[], str],
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = _boot_clock,
         on_error: Callable[[BaseException], None] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -169,6 +188,8 @@ class Engine(mode.Service):
         self._partitions: dict[str, int] = {}  # group -> partition count of its inputs
         self._proof = -1e9  # monotonic time a commit that then succeeded was sent
         self._cycle_lock = asyncio.Lock()
+        self._commit_lock = asyncio.Lock()
+        self._stopping = False
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------ names and routing
@@ -202,21 +223,25 @@ class Engine(mode.Service):
         self.add_future(self._commit_loop())
 
     async def on_stop(self) -> None:
+        self._stopping = True  # an assignment arriving now creates no task
         if self._fetching is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._fetching), 5.0)
+            await asyncio.wait([self._fetching], timeout=5.0)
         if self.consumer is not None:
             # Drain and commit as a revoke would, then leave the group.
             with contextlib.suppress(Exception):
                 await self.on_revoked(set(self.assigned))
             with contextlib.suppress(Exception):
-                await self.consumer.stop()
+                async with asyncio.timeout(10.0):
+                    await self.consumer.stop()
         with contextlib.suppress(Exception):
-            await self.persister.close()
+            # InfluxDB down: give up after a while; those lines' offsets were not committed.
+            async with asyncio.timeout(10.0):
+                await self.persister.close()
         for client in (self.producer, self.reader):
             if client is not None:
                 with contextlib.suppress(Exception):
-                    await client.stop()
+                    async with asyncio.timeout(10.0):
+                        await client.stop()
 
     async def connect(self) -> None:
         """Check and create topics, start the clients, join the group (no loops yet)."""
@@ -256,14 +281,12 @@ class Engine(mode.Service):
         try:
             names = set(await admin.list_topics())
             inputs = sorted({t for g in self.groups.values() for t in g.inputs})
-            missing = [t for t in inputs if t not in names]
+            replays = sorted({t for g in self.groups.values() for t in g.replay})
+            needed = [*inputs, *replays, self.config.deadletters]
+            missing = sorted({t for t in needed if t not in names})
             if missing:
-                raise EngineError(
-                    f"input topics {missing} do not exist; create them first (invoke up)"
-                )
-            described = await admin.describe_topics(
-                sorted({*inputs, self.config.deadletters} & names)
-            )
+                raise EngineError(f"topics {missing} do not exist; create them first (invoke up)")
+            described = await admin.describe_topics(sorted(set(needed)))
             counts = {d["topic"]: len(d["partitions"]) for d in described}
             self._deadletter_partitions = list(range(counts.get(self.config.deadletters, 0)))
             wanted: dict[str, int] = {}
@@ -275,6 +298,13 @@ class Engine(mode.Service):
                         f"(they meet by partition), got {have}"
                     )
                 self._partitions[g.name] = counts[g.inputs[0]]
+                for topic in g.replay:
+                    if counts[topic] != counts[g.inputs[0]]:
+                        raise EngineError(
+                            f"group {g.name!r}: {topic} has {counts[topic]} partitions, its "
+                            f"inputs {counts[g.inputs[0]]}; partition p of it must hold what "
+                            "partition p of the inputs emitted"
+                        )
                 for table in g.tables:
                     wanted[self.changelog_topic(table)] = counts[g.inputs[0]]
             new = [
@@ -354,42 +384,60 @@ class Engine(mode.Service):
 
         The proof is a commit the group coordinator accepted: it refuses one
         unless our member id and generation are current. A proof holds for
-        ``lease`` seconds from when that commit was *sent* (the monotonic clock
-        runs on while a process is frozen), far less than the session timeout
-        after which the coordinator could give our partitions away. Within
-        the lease no round trip is needed; past it, a commit of offsets already
-        committed renews it, and a member that was frozen past its session
-        timeout gets CommitFailedError here and sends nothing.
+        ``lease`` seconds from when that commit was *sent* (on a clock that
+        runs on while the process is frozen or the machine sleeps), far less
+        than the session timeout after which the coordinator could give our
+        partitions away. Within the lease no round trip is needed; past it, a
+        commit of offsets already committed renews it, and a member that was
+        frozen past its session timeout gets CommitFailedError here and sends
+        nothing.
         """
         if any(t.revoked for t in tasks):
             raise Fenced(f"{list(tasks)}: revoked")
         if self.clock() - self._proof < self.config.lease:
             return
         self.stats["fences"] += 1
-        offsets = {
-            lane.tp: lane.committed
-            for t in tasks
-            for lane in t.lanes.values()
-            if lane.committed >= 0
-        }
-        if not offsets:
-            raise Fenced(f"{list(tasks)}: no committed position to prove ownership with")
+
+        def committed() -> dict[TopicPartition, int]:
+            return {
+                lane.tp: lane.committed
+                for t in tasks
+                for lane in t.lanes.values()
+                if lane.committed >= 0
+            }
+
         try:
-            await self._commit(offsets)
+            if not await self._commit(committed):
+                raise Fenced(f"{list(tasks)}: no committed position to prove ownership with")
         except (CommitFailedError, IllegalStateError) as exc:
             self.stats["fenced"] += 1
             raise Fenced(
                 f"{list(tasks)}: this worker no longer owns the partitions ({exc})"
             ) from exc
 
-    async def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        if offsets:
+    async def _commit(self, build: Callable[[], Mapping[TopicPartition, int]]) -> bool:
+        """Commit the offsets ``build`` returns, built under the commit lock.
+
+        One lock for every commit, so a fence (re-committing what is committed)
+        can never land after a newer commit and move an offset back. Returns
+        False if there was nothing to commit.
+        """
+        async with self._commit_lock:
+            offsets = dict(build())
+            if not offsets:
+                return False
             sent = self.clock()
-            await self.consumer.commit(
-                {tp: kafka.OffsetAndMetadata(off, "") for tp, off in offsets.items()}
-            )
+            async with asyncio.timeout(self.config.revoke_timeout):
+                await self.consumer.commit(
+                    {tp: kafka.OffsetAndMetadata(off, "") for tp, off in offsets.items()}
+                )
             self._proof = max(self._proof, sent)
             self.stats["commits"] += 1
+            for task in list(self.tasks.values()):
+                for lane in task.lanes.values():
+                    if lane.tp in offsets:
+                        lane.committed = max(lane.committed, offsets[lane.tp])
+            return True
 
     async def _commit_loop(self) -> None:
         while not self.should_stop:
@@ -407,114 +455,156 @@ class Engine(mode.Service):
             except OutputsLost as exc:
                 self._task_failed(exc)  # memory is ahead of Kafka: restart from the changelogs
                 return
-            except KafkaError as exc:
+            except (KafkaError, TimeoutError) as exc:
                 log.warning("commit point failed, retrying at the next: %r", exc)
 
     async def cycle(self, tasks: Iterable[Task] | None = None, wait: float | None = None) -> None:
         """One commit point: snapshot tasks, wait for their outputs, publish state, commit.
 
-        A task whose previous snapshot is not durable yet (say InfluxDB is down)
-        keeps it in flight and takes no new one; the others go on committing.
+        A snapshot stays in flight until its state is published and its offsets
+        committed, and its task takes no new one meanwhile: a task whose outputs
+        or lines are not durable yet (say InfluxDB is down) waits, the others go
+        on, and a failed publish or commit is retried at the next commit point.
+        A task that failed (its processor raised, or its outputs were lost) is
+        never snapshotted again: nothing of it is published or committed.
         """
         async with self._cycle_lock:
-            chosen = list(self.tasks.values()) if tasks is None else list(tasks)
+            chosen = [
+                t for t in (list(self.tasks.values()) if tasks is None else tasks) if not t.failed
+            ]
             for task in chosen:
                 if task.inflight is None and task.ready.is_set() and (task.changed or task.pending):
                     async with task.lock:
-                        snap = task.snapshot()
+                        snap = None if task.failed else task.snapshot()
                     if snap is not None:
                         snap.durable = asyncio.ensure_future(self._durable(snap))
                         snap.durable.add_done_callback(_retrieved)
                         task.inflight = snap
             inflight = [t.inflight for t in chosen if t.inflight is not None]
-            if not inflight:
-                return
-            timeout = self.config.commit_interval if wait is None else wait
-            await asyncio.wait([s.durable for s in inflight], timeout=timeout)
-            done = [s for s in inflight if s.durable.done()]
-            for snap in done:
-                snap.task.inflight = None
-                exc = snap.durable.exception()
-                if exc is not None:
+            waiting = [s.durable for s in inflight if not s.durable.done()]
+            if waiting:
+                timeout = self.config.commit_interval if wait is None else wait
+                await asyncio.wait(waiting, timeout=timeout)
+            done = []
+            for snap in inflight:
+                if not snap.durable.done():
+                    continue
+                exc = None if snap.durable.cancelled() else snap.durable.exception()
+                if snap.durable.cancelled() or isinstance(exc, Fenced):
+                    snap.task.failed = True  # its partitions moved on: it commits nothing more
+                elif exc is not None:
+                    snap.task.failed = True
                     raise OutputsLost(f"{snap.task}: outputs not delivered: {exc!r}") from exc
-            await self._publish(done)
-            self.stats["cycles"] += 1
+                else:
+                    done.append(snap)
+            if done:
+                await self._publish(done)
+                for snap in done:
+                    snap.task.inflight = None
+                self.stats["cycles"] += 1
 
     async def _durable(self, snap: Snapshot) -> None:
         if snap.outputs:
             await asyncio.gather(*snap.outputs)
-        if snap.persisted is not None:
-            await self.persister.written(snap.persisted)
+        # Chained work (a fill after its execution's delivery) persists lines
+        # after the snapshot was taken: wait for the task's newest mark too.
+        marks = [m for m in (snap.persisted, snap.task.last_persisted) if m is not None]
+        if marks:
+            await self.persister.written(max(marks))
 
     async def _publish(self, snaps: Sequence[Snapshot]) -> None:
-        changes = [c for s in snaps for c in s.changes]
+        """Fence, append the snapshots' state, commit their offsets (idempotent: safe to retry)."""
+        fresh = [s for s in snaps if not s.published]
+        changes = [c for s in fresh for c in s.changes]
         if changes:
-            await self.fence_lanes([s.task for s in snaps if s.changes])
+            await self.fence_lanes([s.task for s in fresh if s.changes])
             futures = [
                 await self.send(topic, key.encode("utf-8"), value, partition)
                 for topic, partition, key, value in changes
             ]
             await asyncio.gather(*futures)
-        offsets = {tp: off for s in snaps for tp, off in s.offsets.items()}
-        await self._commit(offsets)
-        for snap in snaps:
-            for tp, off in snap.offsets.items():
-                snap.task.lanes[tp.topic].committed = off
+        for snap in fresh:
+            snap.published = True
+        await self._commit(lambda: {tp: off for s in snaps for tp, off in s.offsets.items()})
 
     # ------------------------------------------------------------ rebalance
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Stop every task, wait for the batches in hand and their outputs, commit, drop them.
 
-        Only then may the partitions go to another member: this worker emits
-        nothing more for them. A task whose outputs cannot be delivered in
-        ``revoke_timeout`` would leave records in the producer that could go
-        out later, so the worker crashes instead.
+        Only then may the partitions go to another member: this worker sends
+        nothing more for them. Every record already handed to the producer must
+        be delivered first; if it cannot be within ``revoke_timeout`` (or the
+        whole revoke overruns ``revoke_deadline``), it could still go out later,
+        after the new owner started, so the worker exits instead.
         """
         self.stats["rebalances"] += 1
         self.ready.clear()
         self._proof = -1e9  # the next generation must be proven afresh
+        tasks = list(self.tasks.values())
+        try:
+            async with asyncio.timeout(self.config.revoke_deadline):
+                await self._drain(tasks)
+        except EngineError:
+            raise
+        except TimeoutError:
+            await self._die(f"revoke: did not finish in {self.config.revoke_deadline}s")
+        except Exception as exc:  # noqa: BLE001 - anything else leaves us unsure what went out
+            log.exception("revoke failed")
+            await self._die(f"revoke failed: {exc!r}")
+        finally:
+            for t in tasks:
+                t.revoked = True
+                t.closing = True
+                t.cancel_chained()
+                t.cancel_runner()
+            self.tasks.clear()
+            self.assigned = set()
+
+    async def _drain(self, tasks: Sequence[Task]) -> None:
         if self.recovering is not None and not self.recovering.done():
             self.recovering.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.recovering
-        tasks = list(self.tasks.values())
+            await asyncio.wait([self.recovering])  # (our own cancellation still propagates)
         timeout = self.config.revoke_timeout
         stopped = await asyncio.gather(*(t.stop(timeout) for t in tasks))
         if not all(stopped):
             slow = [t for t, ok in zip(tasks, stopped, strict=True) if not ok]
             await self._die(f"revoke: the batch in hand of {slow} did not finish in {timeout}s")
-        ready = [t for t in tasks if t.ready.is_set()]
+        chained = [f for t in tasks for f in t.chained]
+        if chained:  # fills waiting for their executions: let them go out first
+            await asyncio.wait(chained, timeout=timeout)
+        ready = [t for t in tasks if t.ready.is_set() and not t.failed]
         try:
             # Twice: a snapshot already in flight first, then what came after it.
             for _ in range(2):
                 await self.cycle(ready, wait=timeout)
-        except (Fenced, CommitFailedError, IllegalStateError) as exc:
+        except (Fenced, CommitFailedError, IllegalStateError, KafkaError, TimeoutError) as exc:
             log.info("revoke: final commit skipped: %r", exc)
+        for t in tasks:
+            t.cancel_chained()  # not done in time: the next owner repairs what they did not send
         stuck = [t for t in ready if t.inflight is not None]
         if stuck:
-            # Outputs not delivered (or InfluxDB lines not written) in time.
-            kafka_pending = [
-                t
-                for t in stuck
-                if not all(_done(o) for o in t.inflight.outputs)  # type: ignore[union-attr]
-            ]
-            for t in stuck:
-                t.cancel_chained()
-            if kafka_pending:
-                await self._die(f"revoke: outputs of {kafka_pending} not delivered in {timeout}s")
             log.warning(
                 "revoke: %s not durable in %ss (InfluxDB?); their offsets stay uncommitted",
                 stuck,
                 timeout,
             )
-        for t in tasks:
-            t.revoked = True
-            t.cancel_chained()
-        self.tasks.clear()
-        self.assigned = set()
+        # Whatever any task handed to the producer (outputs after a stuck
+        # snapshot, fills sent during recovery) must be on Kafka before we let go.
+        try:
+            async with asyncio.timeout(timeout):
+                await self.producer.flush()
+        except TimeoutError:
+            await self._die(f"revoke: outputs still in the producer after {timeout}s")
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Create a task per assigned partition of each group; restore them in the background."""
+        """Create a task per assigned partition of each group; restore them in the background.
+
+        No await before the tasks exist: aiokafka fetches nothing for the new
+        assignment before this returns (positions are not known yet), and every
+        batch it fetches afterwards finds its task.
+        """
+        if self._stopping:
+            return
         self.assigned = set(assigned)
         new: list[Task] = []
         for group, partition in sorted(
@@ -610,13 +700,30 @@ class Engine(mode.Service):
 
     def _task_failed(self, exc: BaseException) -> None:
         if isinstance(exc, Fenced):
-            log.warning("engine: %s; stopping (another worker owns the partition now)", exc)
-        else:
-            log.error("engine: a task failed: %r", exc, exc_info=exc)
+            # The group moved on without us (a freeze, a long pause): stop every
+            # task now; aiokafka rejoins the group (its commit and heartbeat saw
+            # the unknown member) and the revoke and assign that follow start over.
+            log.warning("engine: %s; stopping all tasks until the group takes us back", exc)
+            self._stop_all(fenced=True)
+            return
+        log.error("engine: a task failed: %r", exc, exc_info=exc)
         if self.on_error is not None:
             self.on_error(exc)
         else:
             asyncio.ensure_future(self.crash(exc))
+
+    def _stop_all(self, fenced: bool) -> None:
+        """Close every task at once: nothing more is processed or sent for its partitions."""
+        for task in self.tasks.values():
+            task.closing = True
+            task.revoked = task.revoked or fenced
+            task.queue.clear()
+            task.queued = 0
+            task.cancel_chained()
+            task.cancel_runner()
+        if self.recovering is not None and not self.recovering.done():
+            self.recovering.cancel()
+        self.ready.clear()
 
     async def _die(self, why: str) -> None:
         log.critical("%s; exiting so that nothing more is sent for lost partitions", why)

@@ -107,6 +107,8 @@ def reader(settings: KafkaSettings) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
+        # A seek to an offset retention removed starts at the oldest record, not the end.
+        auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
         fetch_max_wait_ms=100,

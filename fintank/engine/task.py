@@ -100,6 +100,7 @@ class Snapshot:
     outputs: list[Awaitable[Any]]
     persisted: int | None  # the persister mark to wait for (None: nothing persisted)
     durable: asyncio.Future[None] = field(init=False)
+    published: bool = False  # its state is on the changelogs (its offsets may not be committed yet)
 
 
 class Context:
@@ -130,9 +131,13 @@ class Context:
     ) -> asyncio.Future[Any]:
         """Send ``value`` (JSON, or bytes if ``raw``) to the topic of ``output``, keyed by ``key``.
 
+        Fenced (`fence`): within the lease that is a clock reading, so every
+        output is covered, not only those that must never repeat; a worker
+        that woke up after its partitions moved on sends nothing stale.
         Returns the delivery future; the task's next commit waits for it.
         """
         engine = self._task.engine
+        await engine.fence(self._task)
         fut: asyncio.Future[Any] = await engine.send(
             engine.outputs[output],
             None if key is None else key.encode("utf-8"),
@@ -152,6 +157,7 @@ class Context:
         def done(f: asyncio.Future[Any]) -> None:
             task.chained.discard(f)
             if not f.cancelled() and f.exception() is not None:
+                task.failed = True
                 task.engine.on_task_error(f.exception())  # type: ignore[arg-type]
 
         fut.add_done_callback(done)
@@ -161,7 +167,7 @@ class Context:
         """Queue InfluxDB lines; the task's next commit waits until they are written."""
         persister = self._task.engine.persister
         persister.add(lines)
-        self._task.persisted = persister.mark()
+        self._task.persisted = self._task.last_persisted = persister.mark()
 
     async def fence(self) -> None:
         """Return only while this worker still owns the task's partitions (a round trip to
@@ -222,12 +228,14 @@ class Task:
         self.lock = asyncio.Lock()
         self.pending: list[Awaitable[Any]] = []  # outputs since the last snapshot
         self.chained: set[asyncio.Future[Any]] = set()
-        self.persisted: int | None = None  # persister mark after this task's last lines
+        self.persisted: int | None = None  # persister mark after its lines since the snapshot
+        self.last_persisted: int | None = None  # persister mark after its newest lines
         self.deadletter_marks: dict[str, int] = {}  # topic -> highest dead-lettered offset
         self.inflight: Snapshot | None = None
         self.ready = asyncio.Event()  # set once recovered
         self.closing = False  # stop taking batches (a revoke has begun)
         self.revoked = False  # the partitions are gone: nothing more may be sent for them
+        self.failed = False  # its processor raised: nothing of it is published or committed
         self.paused = False
         self.changed = False  # processed or staged something since the last snapshot
         self.context = Context(self)
@@ -268,9 +276,10 @@ class Task:
     def start(self, on_error: Callable[[BaseException], None]) -> None:
         """Start the run loop (it waits for ``ready`` first)."""
 
-        def done(task: asyncio.Task[None]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                on_error(task.exception())  # type: ignore[arg-type]
+        def done(runner: asyncio.Task[None]) -> None:
+            if not runner.cancelled() and runner.exception() is not None:
+                self.failed = True  # a batch half done: its staged state must never be published
+                on_error(runner.exception())  # type: ignore[arg-type]
 
         self._runner = asyncio.ensure_future(self.run())
         self._runner.add_done_callback(done)
@@ -299,6 +308,10 @@ class Task:
                     lane.processed = batch.end
                     lane.done += len(batch)
                     self.changed = True
+                if self.persisted is not None:
+                    # Backpressure from the InfluxDB persister, outside the lock: a
+                    # revoke or a commit point never waits for InfluxDB here.
+                    await self.engine.persister.wait_for_room()
                 continue
             if next_clock is not None and time.monotonic() >= next_clock:
                 async with self.lock:
@@ -311,7 +324,8 @@ class Task:
             self._wake.clear()
             timeout = None if next_clock is None else max(0.0, next_clock - time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     # ------------------------------------------------------------ commit points
     def snapshot(self) -> Snapshot | None:
@@ -349,15 +363,19 @@ class Task:
         self._wake.set()
         finished = True
         try:
-            await asyncio.wait_for(self.lock.acquire(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.lock.acquire()
             self.lock.release()
         except TimeoutError:
             finished = False
         if self._runner is not None and not self._runner.done():
             self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._runner
+            await asyncio.wait([self._runner])  # (our own cancellation still propagates)
         return finished
+
+    def cancel_runner(self) -> None:
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
 
     def cancel_chained(self) -> None:
         """Cancel follow-up work that has not finished (it must not send for a lost partition)."""

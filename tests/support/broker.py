@@ -123,6 +123,12 @@ class FakeBroker:
         if not send.future.done():
             send.future.set_result(rec)
 
+    def fail(self, send: Send, exc: BaseException) -> None:
+        """The broker refuses a send for good (after the producer's retries)."""
+        self.pending.remove(send)
+        if not send.future.done():
+            send.future.set_exception(exc)
+
     def deliver_all(self, producer: FakeProducer | None = None) -> None:
         for send in [s for s in self.pending if producer is None or s.producer is producer]:
             self.deliver(send)
@@ -252,6 +258,7 @@ class FakeGroupConsumer:
         return self.fetch()
 
     async def commit(self, offsets: Mapping[TopicPartition, Any]) -> None:
+        await asyncio.sleep(0)  # a round trip: other coroutines run meanwhile
         if not self.broker.is_current(self):
             raise CommitFailedError("the group has rebalanced without this member")
         for tp in offsets:
@@ -267,12 +274,19 @@ class FakeProducer:
     def __init__(self, broker: FakeBroker, name: str) -> None:
         self.broker = broker
         self.name = name
+        self.alive = True  # False once its process was killed: nothing more leaves it
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
         return None
+
+    async def flush(self) -> None:
+        """Wait until every record handed to this producer is delivered (or lost)."""
+        mine = [s.future for s in self.broker.pending if s.producer is self]
+        if mine:
+            await asyncio.wait(mine)
 
     async def send(
         self,
@@ -281,6 +295,8 @@ class FakeProducer:
         key: bytes | None = None,
         partition: int | None = None,
     ) -> asyncio.Future[Rec]:
+        if not self.alive:
+            raise RuntimeError(f"{self.name} was killed: its process sends nothing")
         if partition is None:
             assert key is not None
             partition = partition_for(key, len(self.broker.logs[topic]))

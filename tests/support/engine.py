@@ -145,6 +145,7 @@ class Echo:
             self.alive("fill")
             self.filled.add(src)
             await self.ctx.send("fill", self.execs[src], {"src": src})
+            self.ctx.persist([f"fill:{src}"])  # as Market writes a fill's line after it
 
 
 def run(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
@@ -178,6 +179,7 @@ class Cluster:
         self.rng = random.Random(seed)
         self.background: list[asyncio.Task[Any]] = []
         self.produced: dict[str, bytes] = {}  # src -> value
+        self.high_water: dict[TopicPartition, int] = {}  # highest committed offset seen
 
     def new_worker(self, revoke_timeout: float = 5.0, gate: asyncio.Event | None = None) -> Worker:
         """A worker joining the broker (not yet in the group: `rebalance` takes it in).
@@ -241,6 +243,8 @@ class Cluster:
 
     def task_failed(self, worker: Worker, exc: BaseException) -> None:
         worker.errors.append(exc)
+        if worker.state == "dead":
+            return  # what a killed process does no longer matters
         if isinstance(exc, Fenced) and worker.state != "member":
             if worker.state == "zombie":
                 self.kill(worker)  # what the worker process does: it stops
@@ -258,6 +262,7 @@ class Cluster:
             worker.engine.recovering.cancel()
         producer = worker.clients.producer_
         if producer is not None:
+            producer.alive = False
             self.broker.lose(producer, self.rng)
 
     def members(self) -> list[Worker]:
@@ -443,6 +448,13 @@ class Cluster:
                     seen = echo.expect.get(topic, w.assigned_from.get(tp, 0))
                     assert seen == end, f"{w.name} {tp}: processed up to {seen} of {end}"
 
+    def check_committed_never_moves_back(self) -> None:
+        """A commit lands after a newer one only if offsets can go backwards: they never may."""
+        for tp, off in self.broker.committed.items():
+            before = self.high_water.get(tp, 0)
+            assert off >= before, f"{tp}: committed {off} after {before}"
+            self.high_water[tp] = off
+
     def check_at_most_once(self) -> None:
         """Invariant 6: execs, fills and dead letters never exist twice."""
         for topic in ("exec", "fill"):
@@ -482,3 +494,4 @@ class Cluster:
                     assert src in execs and src in fills, (
                         f"committed {tp}@{committed}, {src} not executed and filled"
                     )
+                    assert f"fill:{src}" in lines, f"committed {tp}@{committed}, fill line of {src}"

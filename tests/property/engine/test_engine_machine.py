@@ -136,6 +136,10 @@ class EngineMachine(RuleBasedStateMachine):
     def committed_means_durable(self) -> None:
         self.c.check_committed_means_durable()
 
+    @invariant()
+    def committed_never_moves_back(self) -> None:
+        self.c.check_committed_never_moves_back()
+
     def teardown(self) -> None:
         self.c.close()
 

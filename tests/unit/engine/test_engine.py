@@ -145,10 +145,13 @@ def test_a_zombie_cannot_send_a_second_exec(cluster: Cluster) -> None:
     cluster.freeze(a)  # the group moves on to a new worker, b
     cluster.produce("in-a", K0, b"exec")
 
+    sent_before = cluster.broker.step
     cluster.poll(a)  # the zombie wakes up and fetches the exec record first
-    cluster.drain()  # b processes it too
+    assert all(t.closing and t.revoked for t in a.engine.tasks.values())  # its fence failed
+    assert not [s for s in cluster.broker.pending if s.producer is a.clients.producer_]
+    assert cluster.broker.step == sent_before  # it sent nothing, not even an ``out`` record
+    cluster.drain()  # b processes the record
 
-    assert a.state == "dead"  # its fence failed: it stopped instead of sending
     assert [r["src"] for r in _records(cluster, "exec")] == ["in-a/0/1"]
     cluster.check_at_most_once()
 
@@ -187,7 +190,7 @@ def test_a_revoke_whose_outputs_cannot_be_delivered_stops_the_worker(cluster: Cl
     consumer = cluster.consumer(w)
 
     # Kafka takes nothing: the records would sit in the producer and could go out later.
-    with pytest.raises(EngineError, match="not delivered"):
+    with pytest.raises(EngineError, match="still in the producer"):
         cluster.loop.run_until_complete(
             consumer.listener.on_partitions_revoked(consumer.assignment())
         )
@@ -241,3 +244,75 @@ def _records(c: Cluster, topic: str) -> list[dict[str, object]]:
 
 def _outs(c: Cluster) -> list[dict[str, object]]:
     return _records(c, "out")
+
+
+def test_a_changelog_write_that_fails_is_retried_and_nothing_is_committed_past_it(
+    cluster: Cluster,
+) -> None:
+    from aiokafka.errors import KafkaTimeoutError
+
+    w = one_worker(cluster)
+    cluster.produce("in-a", K0, b"x")
+    cluster.poll(w)
+    cluster.write_lines(w)
+    cluster.broker.deliver_all()  # the output
+    cycle = cluster.start_cycle(w, wait=5.0)
+    state = [s for s in cluster.broker.pending if s.tp.topic == CHANGELOG]
+    assert state
+    cluster.broker.fail(state[0], KafkaTimeoutError())
+    cluster.broker.deliver_all()
+    cluster.settle()
+    assert cycle.done()
+    assert committed(cluster) == 0  # the state did not land: the offset waits
+
+    cluster.run_until(cluster.start_cycle(w, wait=5.0))  # the next commit point retries it
+
+    assert committed(cluster) == 1
+    marks = [r for r in cluster.broker.records(CHANGELOG) if r.key == b"mark:in-a"]
+    assert marks  # the very same snapshot's state, published this time
+
+
+def test_a_task_whose_processor_raised_publishes_and_commits_nothing(cluster: Cluster) -> None:
+    w = one_worker(cluster)
+    cluster.produce("in-a", K0, b"x")
+    cluster.poll(w)
+    cluster.broker.deliver_all()
+    cluster.write_lines(w)
+    cluster.run_until(cluster.start_cycle(w, wait=5.0))
+    assert committed(cluster) == 1
+    task = w.engine.tasks[("g", 0)]
+    echo = task.processor
+
+    async def broken(batch: object) -> None:
+        echo.seen.stage(0, "n:half-done", 99)  # staged, then the batch fails
+        raise RuntimeError("a bug in a bolt")
+
+    echo.on_batch = broken  # type: ignore[method-assign]
+    cluster.world.violations.clear()
+    cluster.produce("in-a", K0, b"x")
+    cluster.poll(w)
+    cluster.run_until(cluster.start_cycle(w, wait=5.0))
+
+    assert task.failed
+    assert committed(cluster) == 1
+    assert not [r for r in cluster.broker.records(CHANGELOG) if r.key == b"n:half-done"]
+    assert any("a bug in a bolt" in str(e) for e in w.errors)
+    cluster.world.violations.clear()  # the failure itself was reported by the engine
+
+
+def test_lines_persisted_by_chained_work_are_written_before_the_commit(cluster: Cluster) -> None:
+    """A fill's InfluxDB line is written after its execution's delivery, after the snapshot."""
+    w = one_worker(cluster)
+    cluster.produce("in-a", K0, b"exec")
+    cluster.poll(w)
+    cluster.write_lines(w)  # the batch's own line is written
+    cycle = cluster.start_cycle(w, wait=5.0)
+    for _ in range(20):  # Kafka delivers the exec, then the fill; its line is not written
+        cluster.broker.deliver_all()
+        cluster.settle()
+    assert "fill:in-a/0/0" in w.persister.lines
+    assert committed(cluster) == 0
+    cluster.write_lines(w)
+    cluster.run_until(cycle)
+
+    assert committed(cluster) == 1
