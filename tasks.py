@@ -242,10 +242,14 @@ def config(c: Context) -> None:
     help={
         "count": "ticks to preload and read per variant (stock faust reads count/10)",
         "rounds": "rounds of all variants, interleaved (medians are reported)",
-        "quick": "a smoke run: 50,000 ticks, 1 round",
+        "quick": "a smoke run: 50,000 ticks, 1 round, 10 s of latency load",
         "variants": "comma-separated subset, e.g. quix-json,fintank-v1 (default: all)",
         "keep": "keep the run's Kafka topics and consumer groups (default: delete them)",
         "profile": "py-spy the fintank workers into this folder (pip install py-spy first)",
+        "latency_only": "run only the latency part (a worker under a steady mixed load)",
+        "no_latency": "skip the latency part (throughput table only)",
+        "latency_seconds": "how long the latency part's load runs (default 30)",
+        "json": "also write every result (rounds, medians, latency, targets) to this JSON file",
     }
 )
 def bench(
@@ -256,13 +260,31 @@ def bench(
     variants: str = "",
     keep: bool = False,
     profile: str = "",
+    latency_only: bool = False,
+    no_latency: bool = False,
+    latency_seconds: float = 30.0,
+    json: str = "",
 ) -> None:
-    """fintank's tick path vs raw aiokafka, Quix Streams and stock Faust, in one run (needs `invoke up`)."""
+    """fintank's tick path vs raw aiokafka, Quix Streams and stock Faust, then latency (needs `invoke up`)."""
     from bench.run import main as run_bench
 
     if quick:
-        count, rounds = 50_000, 1
+        count, rounds, latency_seconds = 50_000, 1, min(latency_seconds, 10.0)
     if count < 10 or rounds < 1:
         raise _fail("--count must be >= 10 and --rounds >= 1")
+    if latency_seconds < 5:
+        raise _fail("--latency-seconds must be >= 5 (the first 3 s are warm-up)")
+    if latency_only and no_latency:
+        raise _fail("--latency-only and --no-latency exclude each other")
     chosen = [v.strip() for v in variants.split(",") if v.strip()] or None
-    run_bench(count=count, rounds=rounds, variants=chosen, keep=keep, profile=profile)
+    run_bench(
+        count=count,
+        rounds=rounds,
+        variants=chosen,
+        keep=keep,
+        profile=profile,
+        latency=not no_latency,
+        latency_only=latency_only,
+        latency_seconds=latency_seconds,
+        json_path=json,
+    )

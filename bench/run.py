@@ -5,7 +5,14 @@ only ratios measured within one run are worth quoting. One topic is
 preloaded once and every variant reads all of it (or N/10 for stock faust),
 each in its own process with a fresh consumer group; the variants are
 interleaved for R rounds (the order rotates each round) and each variant's
-median rate is compared with Quix Streams and with raw aiokafka.
+median rate is compared with Quix Streams (bare parse, and ``quix-samejob``
+doing the tick path's whole job, `bench.samejob`) and with raw aiokafka.
+
+Then, by default, the latency part (`bench.latency`): one real worker under a
+steady mixed load of ticks and orders, tick/order -> execution latencies.
+Last, the targets (`bench.targets`), each met / NOT MET / not measured.
+``--json PATH`` writes all of it (per-round results, medians, 2nd-half rates,
+cores, peak RSS, start-up, latency percentiles and samples, targets).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ ALL_VARIANTS = [
     "raw-aiokafka",
     "quix-json",
     "quix-orjson",
+    "quix-samejob",
     "faust-record",
     "fintank-v1",
     "fintank-v2",
@@ -41,6 +49,10 @@ NOTES = {
     "raw-aiokafka": "getmany + orjson.loads, commit per batch; no sink",
     "quix-json": 'Application, value_deserializer="json", sdf.update; no sink',
     "quix-orjson": 'Application, "bytes" + orjson.loads in sdf.update; no sink',
+    "quix-samejob": (
+        "parse_tick, bid_ask + 1s/1m candles (RocksDB, changelogs), batching InfluxDB 1.x sink;"
+        " timed as fintank-v1: from assigned+stores ready (end of _on_assign) to N points confirmed"
+    ),
     "faust-record": f"stock agent, faust.Record values; N/{FAUST_SHARE} records only",
     "fintank-v1": "real worker: validate, lines, InfluxDB 1.x writes, acks",
     "fintank-v2": "real worker: same, v2 write API to VictoriaMetrics",
@@ -73,6 +85,30 @@ class Outcome:
     @property
     def cores(self) -> float:
         return self._median([r.get("cpu", {}).get("self", 0.0) for r in self.results])
+
+    @property
+    def startup(self) -> float | None:
+        """Median start-up (assignment to first confirmed write), seconds; None if not measured."""
+        values = [r["startup"] for r in self.results if r.get("startup") is not None]
+        return self._median(values) if values else None
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return max((r["vmhwm_kb"] for r in self.results), default=0) / 1024
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything measured for this variant (per round and summarised)."""
+        return {
+            "rounds": self.results,
+            "rates": self.rates,
+            "median": self.median,
+            "second_half": self.steady,
+            "cores": self.cores,
+            "server_cores": self.server_cores,
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "startup_s": self.startup,
+            "errors": self.errors,
+        }
 
     @property
     def server_cores(self) -> str:
@@ -168,11 +204,15 @@ def free_time_range(settings: Any, count: int) -> float:
 
 
 def cleanup(bootstrap: str, prefix: str) -> None:
-    """Delete the run's topics and consumer groups (everything named ``prefix*``)."""
+    """Delete the run's topics and consumer groups (everything named ``prefix*``).
+
+    Quix names its changelog topics ``changelog__{consumer group}--...``: those too.
+    """
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    mine = (prefix, f"changelog__{prefix}", f"repartition__{prefix}")
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(mine)]
     if topics:
         for fut in admin.delete_topics(topics, operation_timeout=30).values():
             try:
@@ -272,6 +312,9 @@ def report(outcomes: dict[str, Outcome], rounds: int) -> list[str]:
             seen = {str(x[key]) for x in o.results if x.get(key)}
             if seen:
                 notes.append(f"{key}: " + ", ".join(sorted(seen)))
+        if o.startup is not None:
+            starts = ", ".join(f"{x['startup']:.2f}" for x in o.results if "startup" in x)
+            notes.append(f"start-up: {starts} s")
         if o.errors:
             notes.append(f"{len(o.errors)} round(s) FAILED")
         lines.append(
@@ -297,9 +340,21 @@ def report(outcomes: dict[str, Outcome], rounds: int) -> list[str]:
                 f"{tag}/quix-orjson ratio: {_x(f.median, fast.median)}   ({f.median:,.0f} vs "
                 f"{fast.median:,.0f} ticks/s; 2nd half* {_x(f.steady, fast.steady)})"
             )
+        same = outcomes.get("quix-samejob")
+        if same and same.rates:
+            lines.append(
+                f"{tag}/quix-samejob ratio: {_x(f.median, same.median)}   ({f.median:,.0f} vs "
+                f"{same.median:,.0f} ticks/s, the same job; 2nd half* {_x(f.steady, same.steady)})"
+            )
         if raw and raw.rates:
             lines.append(
-                f"{tag}/raw-aiokafka ratio: {_x(f.median, r)}   ({f.median:,.0f} vs {r:,.0f} ticks/s)"
+                f"{tag}/raw-aiokafka ratio: {_x(f.median, r)}   ({f.median:,.0f} vs {r:,.0f} "
+                f"ticks/s; 2nd half* {_x(f.steady, raw.steady)}: {f.steady:,.0f} vs "
+                f"{raw.steady:,.0f})"
+            )
+        if f.startup is not None:
+            lines.append(
+                f"{tag} start-up (assigned -> first confirmed write, median): {f.startup:.2f}s"
             )
         commits = [x.get("commits") for x in f.results]
         if commits and all(c == "ok" for c in commits):
@@ -318,27 +373,18 @@ def report(outcomes: dict[str, Outcome], rounds: int) -> list[str]:
     return lines
 
 
-def main(
-    count: int = 200_000,
-    rounds: int = 2,
-    variants: list[str] | None = None,
-    bootstrap: str | None = None,
-    keep: bool = False,
-    profile: str = "",
-    log: Callable[[str], None] = _say,
+def throughput(
+    run_id: str,
+    settings: Any,
+    bootstrap: str,
+    count: int,
+    rounds: int,
+    chosen: list[str],
+    profile: str,
+    log: Callable[[str], None],
 ) -> dict[str, Outcome]:
-    from fintank.config import Settings
-
-    settings = Settings.from_env(os.environ)
-    bootstrap = bootstrap or settings.bootstrap
-    chosen = variants or ALL_VARIANTS
-    unknown = sorted(set(chosen) - set(ALL_VARIANTS))
-    if unknown:
-        raise SystemExit(f"bench: unknown variants {unknown}; choose from {ALL_VARIANTS}")
-    _check_stack(bootstrap, settings.influx_url, settings.influx_v2_url)
-    run_id = f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    """Preload the ticks topic once, then run every chosen variant ``rounds`` times, interleaved."""
     topic = f"{run_id}-ticks"
-    started = time.monotonic()
     start_time = free_time_range(settings, count)
     t = time.monotonic()
     ends, t_min, t_max = preload(bootstrap, topic, count, start_time)
@@ -347,38 +393,128 @@ def main(
         f"{time.monotonic() - t:.1f}s; per partition {dict(sorted(ends.items()))}"
     )
     outcomes = {v: Outcome(v) for v in chosen}
+    for rnd in range(rounds):
+        order = chosen[rnd % len(chosen) :] + chosen[: rnd % len(chosen)]
+        for variant in order:
+            n = max(1, count // FAUST_SHARE) if variant == "faust-record" else count
+            group = f"{run_id}-{variant}-r{rnd}"
+            extra = ["--t-min", repr(t_min), "--t-max", repr(t_max)]
+            if profile and variant.startswith("fintank"):
+                extra += ["--profile", profile]
+            o = outcomes[variant]
+            try:
+                res = run_variant(variant, topic, n, group, bootstrap, extra)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                o.errors.append(str(exc))
+                log(f"round {rnd + 1}/{rounds} {variant:14} FAILED: {exc}")
+                continue
+            o.results.append(res)
+            keys = (
+                *("cpu", "commits", "commit_seconds", "ready_to_first_lines", "startup"),
+                *("points", "late_ticks", "lines"),
+            )
+            more = "".join(f" {k}={res[k]}" for k in keys if res.get(k) not in (None, ""))
+            log(
+                f"round {rnd + 1}/{rounds} {variant:14} {res['rate']:>10,.0f} ticks/s "
+                f"({res['count']:,} in {res['seconds']:.2f}s, "
+                f"peak RSS {res['vmhwm_kb'] / 1024:.0f} MiB){more}"
+            )
+    return outcomes
+
+
+def _ratios(outcomes: dict[str, Outcome]) -> dict[str, float | None]:
+    """fintank-v1's ratios to the other rows (medians; 2nd half to raw's 2nd half)."""
+
+    def ratio(a: float, b: float) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    empty = Outcome("")
+    f = outcomes.get("fintank-v1", empty)
+    out = {
+        f"fintank/{name}": ratio(f.median, outcomes.get(name, empty).median)
+        for name in ("quix-json", "quix-orjson", "quix-samejob", "raw-aiokafka")
+    }
+    raw = outcomes.get("raw-aiokafka", empty)
+    out["fintank 2nd half/raw-aiokafka 2nd half"] = ratio(f.steady, raw.steady)
+    return out
+
+
+def write_json(path: str, doc: dict[str, Any]) -> None:
+    import orjson
+
+    Path(path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+
+
+def main(
+    count: int = 200_000,
+    rounds: int = 2,
+    variants: list[str] | None = None,
+    bootstrap: str | None = None,
+    keep: bool = False,
+    profile: str = "",
+    log: Callable[[str], None] = _say,
+    latency: bool = True,
+    latency_only: bool = False,
+    latency_seconds: float = 30.0,
+    json_path: str = "",
+) -> dict[str, Any]:
+    """The throughput table, then the latency part, then the targets; the JSON document."""
+    from bench import latency as lat
+    from bench import targets as tg
+    from fintank.config import Settings
+
+    settings = Settings.from_env(os.environ)
+    bootstrap = bootstrap or settings.bootstrap
+    chosen = [] if latency_only else (variants or ALL_VARIANTS)
+    unknown = sorted(set(chosen) - set(ALL_VARIANTS))
+    if unknown:
+        raise SystemExit(f"bench: unknown variants {unknown}; choose from {ALL_VARIANTS}")
+    _check_stack(bootstrap, settings.influx_url, settings.influx_v2_url)
+    run_id = f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    outcomes: dict[str, Outcome] = {}
+    latency_result: dict[str, Any] | None = None
     try:
-        for rnd in range(rounds):
-            order = chosen[rnd % len(chosen) :] + chosen[: rnd % len(chosen)]
-            for variant in order:
-                n = max(1, count // FAUST_SHARE) if variant == "faust-record" else count
-                group = f"{run_id}-{variant}-r{rnd}"
-                extra = ["--t-min", repr(t_min), "--t-max", repr(t_max)]
-                if profile and variant.startswith("fintank"):
-                    extra += ["--profile", profile]
-                o = outcomes[variant]
-                try:
-                    res = run_variant(variant, topic, n, group, bootstrap, extra)
-                except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                    o.errors.append(str(exc))
-                    log(f"round {rnd + 1}/{rounds} {variant:14} FAILED: {exc}")
-                    continue
-                o.results.append(res)
-                keys = ("cpu", "commits", "commit_seconds", "ready_to_first_lines", "points")
-                more = "".join(f" {k}={res[k]}" for k in keys if res.get(k) not in (None, ""))
-                log(
-                    f"round {rnd + 1}/{rounds} {variant:14} {res['rate']:>10,.0f} ticks/s "
-                    f"({res['count']:,} in {res['seconds']:.2f}s, "
-                    f"peak RSS {res['vmhwm_kb'] / 1024:.0f} MiB){more}"
-                )
+        if chosen:
+            outcomes = throughput(run_id, settings, bootstrap, count, rounds, chosen, profile, log)
+            log("")
+            for line in report(outcomes, rounds):
+                log(line)
+        if latency or latency_only:
+            log("")
+            latency_result = lat.run(bootstrap, latency_seconds, run_id=f"{run_id}-lat", log=log)
+            log("")
+            for line in lat.report(latency_result):
+                log(line)
     finally:
         if not keep:
             cleanup(bootstrap, run_id)
+    targets = (tg.throughput_targets(outcomes) if chosen else []) + (
+        tg.latency_targets(latency_result) if latency_result is not None else []
+    )
     log("")
-    for line in report(outcomes, rounds):
+    for line in tg.report(targets):
         log(line)
+    doc = {
+        "run_id": run_id,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cores": os.cpu_count(), "load_average": os.getloadavg()},
+        "config": {
+            "count": count,
+            "rounds": rounds,
+            "variants": chosen,
+            "latency_seconds": latency_seconds if latency_result is not None else None,
+        },
+        "throughput": {name: o.to_json() for name, o in outcomes.items()},
+        "ratios": _ratios(outcomes),
+        "latency": latency_result,
+        "targets": [t.to_json() for t in targets],
+    }
+    if json_path:
+        write_json(json_path, doc)
+        log(f"\nwrote {json_path}")
     log(f"\n(total bench time {time.monotonic() - started:.0f}s)")
-    return outcomes
+    return doc
 
 
 if __name__ == "__main__":

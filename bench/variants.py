@@ -14,6 +14,9 @@ Variants:
                  (end = the commit after the N-th record returned).
   quix-json      Quix Streams Application, value_deserializer="json", sdf.update counting.
   quix-orjson    the same with value_deserializer="bytes" and orjson.loads in the update.
+  quix-samejob   Quix doing the tick path's job: parse_tick, bid_ask points, 1 s / 1 m candles
+                 (tumbling windows, RocksDB, changelogs), a batching InfluxDB 1.x sink; timed
+                 like fintank-v1, from assignment to N confirmed points (see bench.samejob).
   faust-record   a stock faust agent over a faust.Record value type (run it on N/10 records).
   fintank-v1     the real worker (``faust -A topologies.fintank worker``) writing to InfluxDB 1.x
   fintank-v2     the same with FINTANK_INFLUX_TRANSPORT=v2 (VictoriaMetrics).
@@ -21,7 +24,8 @@ Variants:
                  poll that finds the worker assigned (it fetches the backlog from then on),
                  end = the first poll whose persister has written N points. Then: committed
                  offsets == end offsets ("commits: ok") and, for v1, InfluxDB holds exactly
-                 N bid_ask points in the run's time range ("points: ok").
+                 N bid_ask points in the run's time range ("points: ok"). ``startup``: the
+                 first poll listing assigned partitions to the first poll with written > 0.
 
 ``half_seconds`` is the time from the N/2-th record to the N-th: the "2nd half"
 rate, past start-up work. ``cpu`` is cores used during the timed window (CPU
@@ -38,14 +42,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,12 @@ def _quix(args: argparse.Namespace, deserializer: str) -> None:
     )
 
 
+def _samejob(args: argparse.Namespace) -> None:
+    from bench.samejob import run
+
+    run(args)
+
+
 # --------------------------------------------------------------------- stock Faust
 def _faust_record(args: argparse.Namespace) -> None:
     import faust
@@ -275,26 +282,6 @@ def _faust_record(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------- fintank worker
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _health(url: str) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return dict(json.loads(resp.read()))
-    except (OSError, ValueError):
-        return None
-
-
-def _written(health: dict[str, Any]) -> tuple[int, int]:
-    """(written, buffered) of the tick persister, from the worker's /health document."""
-    p = health.get("persister") or {}
-    return int(p.get("written", 0)), int(p.get("buffered", 0))
-
-
 async def _offsets(bootstrap: str, topic: str, group: str) -> tuple[dict[int, int], dict[int, int]]:
     """(end offsets, committed offsets of ``group``) of ``topic``, by partition."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -333,44 +320,32 @@ def _wait_commits(bootstrap: str, topic: str, group: str, timeout: float) -> tup
 
 
 def _fintank(args: argparse.Namespace, transport: str) -> None:
-    from fintank.config import Settings, Topics
+    from bench.worker import WorkerSpec, free_port, stop, worker_pid
     from fintank.sinks.query import influx_count
-    from fintank.stack import Stack
-    from fintank.stack.topics import ensure_topics
 
     state = Path(tempfile.mkdtemp(prefix="fintank-bench-worker-"))
     atexit.register(shutil.rmtree, state, True)  # the worker's data dir and log
-    port = _free_port()
-    env = dict(os.environ)  # the user's FINTANK_* (e.g. FINTANK_INFLUX_URL) still apply
-    env.update(
-        {
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "FINTANK_BROKER": f"kafka://{args.bootstrap}",
-            "FINTANK_APP_ID": args.group,
-            "FINTANK_INFLUX_TRANSPORT": transport,
-            "FINTANK_INFLUX_DATABASE": "bench",
-            "FINTANK_INFLUX_BUCKET": "bench",
-            "FINTANK_WEB_PORT": str(port),
-            "FINTANK_STATE_DIR": str(state),
-        }
-    )
     # Every topic is bench-specific: the preloaded ticks, and empty, fresh others
     # (so agents other than the tick path find nothing to do but what ticks cause).
-    for f in fields(Topics):
-        env[f"FINTANK_TOPIC_{f.name.upper()}"] = f"{args.group}-{f.name}"
-    env["FINTANK_TOPIC_TICKS"] = args.topic
-    settings = Settings.from_env(env)
-    asyncio.run(ensure_topics(settings, log=lambda _msg: None))
-    Stack(settings).create_database()
+    spec = WorkerSpec(
+        app_id=args.group,
+        bootstrap=args.bootstrap,
+        state=state,
+        port=free_port(),
+        transport=transport,
+        database="bench",
+        ticks_topic=args.topic,
+        app=args.app,
+    )
+    spec.prepare()
+    settings = spec.settings()
 
     # bid_ask points of exactly this run's ticks: 0 before round 1, N after any round
     # (a round rewrites the same points). Anything else: another run's ticks overlap.
     where = f"time >= {int(args.t_min * 1e9) - 1000} AND time <= {int(args.t_max * 1e9) + 1000}"
     before_points = influx_count(settings.influx_url, "bench", "bid_ask", "bid", where)
 
-    head = [str(REPO / ".venv" / "bin" / "faust"), "-A", args.app, "worker", "-l", "warn"]
-    head += ["--web-port", str(port), "--web-host", "127.0.0.1"]
-    argv = head
+    argv = spec.argv()
     if args.profile:  # sample the worker with py-spy (pip install py-spy into the venv)
         out = Path(args.profile).resolve() / f"{args.variant}-{args.group}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -378,17 +353,14 @@ def _fintank(args: argparse.Namespace, transport: str) -> None:
         if not spy.exists():
             raise SystemExit(f"--profile needs py-spy: {REPO}/.venv/bin/pip install py-spy")
         argv = [str(spy), "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(out), "--"]
-        argv += [str(REPO / ".venv" / "bin" / "python"), *head]
-    log_file = state / "worker.log"
-    with open(log_file, "wb") as log:
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    pid = _worker_pid(proc.pid) if args.profile else proc.pid
+        argv += [str(REPO / ".venv" / "bin" / "python"), *spec.argv()]
+    proc = spec.start(argv)
+    pid = worker_pid(proc.pid) if args.profile else proc.pid
     sink = "influxd" if transport == "v1" else "victoria"
     servers = {k: v for k, v in stack_pids().items() if k in ("kafka", sink)}
     meter = CpuMeter({"self": pid, **servers})
-    url = f"http://127.0.0.1:{port}/health"
     try:
-        marks = _watch(proc, url, args.count, args.timeout, meter, log_file)
+        marks = _watch(proc, spec.url + "/health", args.count, args.timeout, meter, spec.log_file)
         hwm = vmhwm_kb(pid)
         commit_started = time.monotonic()
         ok, why = _wait_commits(args.bootstrap, args.topic, args.group, timeout=30)
@@ -407,7 +379,7 @@ def _fintank(args: argparse.Namespace, transport: str) -> None:
                 os.kill(pid, signal.SIGTERM)  # py-spy writes its profile once the worker exits
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(60)
-        _stop(proc)
+        stop(proc)
     emit(
         args.variant,
         args.count,
@@ -419,6 +391,8 @@ def _fintank(args: argparse.Namespace, transport: str) -> None:
         commits="ok" if ok else f"FAILED: {why}",
         commit_seconds=round(commit_lag, 2),
         ready_to_first_lines=round(marks["lines"] - marks["start"], 3),
+        startup=round(marks["first_write"] - marks["assigned"], 3),
+        late_ticks=marks["late_ticks"],
         points=points,
         health_polls=marks["polls"],
     )
@@ -440,62 +414,50 @@ def _watch(
     count against fintank. (The first poll that sees ticks in the persister would
     leave out the whole first batch.) half: the first poll with written >= count/2.
     end: the first poll with written >= count. Each mark is up to ``every`` late.
+    assigned: the first poll that lists assigned partitions (before recovery);
+    first_write: the first poll with written > 0; first_write - assigned is the
+    "start-up" figure (assignment to first confirmed InfluxDB write, +-``every``).
     """
-    marks: dict[str, Any] = {"start": 0.0, "lines": 0.0, "half": 0.0, "polls": 0, "written": 0}
+    from bench.worker import health, tail, written
+
+    marks: dict[str, Any] = {
+        "start": 0.0,
+        "assigned": 0.0,
+        "lines": 0.0,
+        "first_write": 0.0,
+        "half": 0.0,
+        "polls": 0,
+        "written": 0,
+    }
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise SystemExit(f"worker exited with {proc.returncode}:\n{_tail(log_file)}")
+            raise SystemExit(f"worker exited with {proc.returncode}:\n{tail(log_file)}")
         if time.monotonic() > deadline:
-            raise SystemExit(f"timed out: {marks}\n{_tail(log_file)}")
+            raise SystemExit(f"timed out: {marks}\n{tail(log_file)}")
         now = time.perf_counter()
-        health = _health(url)
-        if health is not None:
+        doc = health(url)
+        if doc is not None:
             marks["polls"] += 1
-            written, buffered = _written(health)
-            marks["written"] = written
-            if not marks["start"] and (health.get("ready") or written or buffered):
+            done, buffered = written(doc)
+            marks["written"] = done
+            if not marks["assigned"] and (doc.get("assigned") or doc.get("ready") or done):
+                marks["assigned"] = now
+            if not marks["start"] and (doc.get("ready") or done or buffered):
                 marks["start"] = now
                 meter.start()
-            if not marks["lines"] and (written or buffered):
+            if not marks["lines"] and (done or buffered):
                 marks["lines"] = now
-            if not marks["half"] and written >= count / 2:
+            if not marks["first_write"] and done:
+                marks["first_write"] = now
+            if not marks["half"] and done >= count / 2:
                 marks["half"] = now
-            if written >= count:
+            if done >= count:
                 marks["end"] = now
+                marks["late_ticks"] = (doc.get("analytics") or {}).get("late_ticks", 0)
                 marks["cpu"] = meter.stop()
                 return marks
         time.sleep(max(0.0, every - (time.perf_counter() - now)))
-
-
-def _worker_pid(parent: int, timeout: float = 10) -> int:
-    """The pid of ``parent``'s child (the python under py-spy)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-            if kids:
-                return int(kids[0])
-        time.sleep(0.05)
-    return parent
-
-
-def _tail(path: Path, n: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)  # a clean shutdown flushes the persister
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # --------------------------------------------------------------------- entry point
@@ -503,6 +465,7 @@ VARIANTS: dict[str, Callable[[argparse.Namespace], None]] = {
     "raw-aiokafka": lambda a: asyncio.run(_raw_aiokafka(a)),
     "quix-json": lambda a: _quix(a, "json"),
     "quix-orjson": lambda a: _quix(a, "bytes"),
+    "quix-samejob": lambda a: _samejob(a),
     "faust-record": _faust_record,
     "fintank-v1": lambda a: _fintank(a, "v1"),
     "fintank-v2": lambda a: _fintank(a, "v2"),
