@@ -21,9 +21,11 @@ from fintank.sinks.transports import InfluxV1Transport, InfluxV2Transport, Trans
 
 
 class NoKafka(BootStrategy):
-    """faust's worker without faust's Kafka consumer, producer and tables (the engine has its own)."""
+    """faust's worker without faust's Kafka consumer, producer and tables (the engine has its own),
+    and without its sensors (they measure faust's streams, which carry nothing here)."""
 
     enable_kafka = False
+    enable_sensors = False
 
 
 class FintankApp(faust.App):
