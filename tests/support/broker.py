@@ -283,10 +283,14 @@ class FakeProducer:
         return None
 
     async def flush(self) -> None:
-        """Wait until every record handed to this producer is delivered (or lost)."""
-        mine = [s.future for s in self.broker.pending if s.producer is self]
-        if mine:
-            await asyncio.wait(mine)
+        """Wait until every record handed to this producer is delivered (or lost).
+
+        Like Kafka's: it waits for the records, not their delivery futures (a
+        future is cancelled with the coroutine awaiting it; the record still
+        goes out).
+        """
+        while any(s.producer is self for s in self.broker.pending):
+            await asyncio.sleep(0)
 
     async def send(
         self,
