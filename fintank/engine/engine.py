@@ -115,6 +115,9 @@ class EngineConfig:
     commit_interval: float = 0.5
     #: Records queued for one task before its partitions are paused.
     max_queued: int = 100_000
+    #: A fetched batch larger than this reaches its processor in pieces of this size:
+    #: the first InfluxDB write and the next fetch do not wait for a whole 4 MiB fetch.
+    max_batch: int = 5_000
     #: How long a revoke waits for a task's batch in hand and for its outputs.
     revoke_timeout: float = 5.0
     #: How long a whole revoke may take: under the rebalance timeout (30 s), after
@@ -272,6 +275,10 @@ class Engine(mode.Service):
         if tps:
             await self.reader.beginning_offsets(tps)
             await self.reader.end_offsets(tps)
+        # The producer's first send to a topic waits for its metadata too.
+        changelogs = [self.changelog_topic(t) for g in self.groups.values() for t in g.tables]
+        for topic in sorted({*self.outputs.values(), *changelogs}):
+            await self.producer.partitions_for(topic)
         log.info("metadata of %d partitions fetched in %.3fs", len(tps), time.monotonic() - started)
 
     async def prepare_topics(self) -> None:
@@ -339,12 +346,18 @@ class Engine(mode.Service):
     async def _fetch_loop(self) -> None:
         while not self.should_stop:
             try:
-                fetched = await self.consumer.getmany(timeout_ms=200)
+                # At most max_batch records: aiokafka decodes what it returns before
+                # returning it, and a 4 MiB x partitions backlog would hold the first
+                # batch back for a quarter of a second.
+                fetched = await self.consumer.getmany(
+                    timeout_ms=200, max_records=self.config.max_batch
+                )
             except KafkaError as exc:
                 log.warning("fetch: %r; retrying", exc)
                 await asyncio.sleep(0.2)
                 continue
             self.dispatch(fetched)
+            await asyncio.sleep(0)  # getmany does not suspend while records are buffered
 
     def dispatch(self, fetched: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Offer each fetched batch to its task; pause a task's inputs while it is behind."""
@@ -357,7 +370,9 @@ class Engine(mode.Service):
                     "%s: fetched %d records for a partition without a task", tp, len(records)
                 )
                 continue
-            task.offer(Batch(tp.topic, tp.partition, records))
+            step = self.config.max_batch
+            for i in range(0, len(records), step):
+                task.offer(Batch(tp.topic, tp.partition, records[i : i + step]))
             if task.queued > self.config.max_queued and not task.paused:
                 task.paused = True
                 self.consumer.pause(*(lane.tp for lane in task.lanes.values()))

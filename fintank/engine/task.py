@@ -312,6 +312,10 @@ class Task:
                     # Backpressure from the InfluxDB persister, outside the lock: a
                     # revoke or a commit point never waits for InfluxDB here.
                     await self.engine.persister.wait_for_room()
+                # Let the rest of the worker run between two batches (the persister's
+                # writes, the fetch loop, other tasks, HTTP): awaits that do not
+                # suspend would otherwise keep the loop until the queue is empty.
+                await asyncio.sleep(0)
                 continue
             if next_clock is not None and time.monotonic() >= next_clock:
                 async with self.lock:

@@ -282,6 +282,9 @@ class FakeProducer:
     async def stop(self) -> None:
         return None
 
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(len(self.broker.logs[topic])))
+
     async def flush(self) -> None:
         """Wait until every record handed to this producer is delivered (or lost).
 

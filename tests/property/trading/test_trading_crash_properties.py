@@ -33,9 +33,7 @@ What must hold (CONTRACT.md rules 1-6, fills and positions):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import random
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -49,13 +47,8 @@ from fintank import agents
 from fintank.analytics.engine import AnalyticsConfig
 from fintank.codec import loads
 from fintank.config import Topics
-from fintank.engine import Engine, EngineConfig, Fenced, Group
-from fintank.engine.kafka import (
-    CommitFailedError,
-    IllegalStateError,
-    TopicPartition,
-    partition_for,
-)
+from fintank.engine import Group
+from fintank.engine.kafka import TopicPartition, partition_for
 from fintank.engine.task import Batch, Context
 from fintank.records import Tick
 from fintank.trading.records import (
@@ -66,12 +59,8 @@ from fintank.trading.records import (
     fill_from_json,
     taxpayer_key,
 )
-from tests.support.broker import (
-    FakeBroker,
-    FakeClients,
-    FakeGroupConsumer,
-    FakePersister,
-)
+from tests.support.broker import FakeBroker
+from tests.support.engine import NoneLands, Worker, Workers
 from tests.support.ticks import T0, tick_json
 from tests.support.trading import order_json
 
@@ -80,7 +69,6 @@ APP = "trading"
 PARTITIONS = 2  # VTI and IWS hash to partition 0, IVE to partition 1
 SYMBOLS = ("VTI", "IVE", "IWS")
 TAXPAYERS: tuple[int | str, ...] = (1, 2, "2", "x")
-SESSION_TIMEOUT = 10.0
 MAX_FAULTS = 3  # crashes and freezes per run
 MAX_WORKERS = 3  # live at once
 
@@ -170,91 +158,35 @@ class Recorded:
 # --- workers on the fake broker -------------------------------------------------------
 
 
-class NoneLands(random.Random):
-    """For `FakeBroker.lose`: of a crashed worker's undelivered sends, none lands."""
-
-    def randint(self, a: int, b: int) -> int:
-        return a
-
-
-@dataclass
-class Worker:
-    name: str
-    engine: Engine
-    clients: FakeClients
-    persister: FakePersister
-    clock: list[float]
-    state: str = "member"  # member | zombie | dead
-    errors: list[BaseException] = field(default_factory=list)
-    background: list[asyncio.Task[Any]] = field(default_factory=list)
-
-    @property
-    def consumer(self) -> FakeGroupConsumer:
-        consumer = self.clients.consumer
-        assert consumer is not None, f"{self.name} has not connected"
-        return consumer
-
-
-async def settle(rounds: int = 60) -> None:
-    for _ in range(rounds):
-        await asyncio.sleep(0)
-
-
-class Cluster:
-    """Workers running the fintank topology on one fake broker; every step is the test's."""
+class Cluster(Workers):
+    """Workers running the fintank topology (`fintank.agents.groups`), their Market
+    processors `Recorded`; counts the faults it injects."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        self.broker = FakeBroker()
-        self.broker.create(TOPICS.deadletters, 1)
-        for topic in agents.outputs(TOPICS).values():
-            self.broker.create(topic, PARTITIONS)
-        for topic in (TOPICS.ticks, TOPICS.orders):
-            self.broker.create(topic, PARTITIONS)
-        self.workers: list[Worker] = []
+        super().__init__(
+            APP,
+            (TOPICS.ticks, TOPICS.orders),
+            agents.outputs(TOPICS),
+            PARTITIONS,
+            max_queued=8,
+            steps=400,
+            rng=NoneLands(),
+        )
         self.arrivals = Arrivals()
-        self.violations: list[str] = []
         self.faults = 0
         self.fault_kinds: set[str] = set()
 
-    # ------------------------------------------------------------------ plumbing
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
     def new_worker(self) -> Worker:
-        name = f"w{len(self.workers)}"
-        clients = FakeClients(self.broker, name)
-        persister = FakePersister()
-        clock = [1000.0]
+        return self.add_worker(self._groups)
+
+    def _groups(self, worker: Worker) -> list[Group]:
         groups = []
-        for group in agents.groups(TOPICS, AnalyticsConfig(), persister):
+        for group in agents.groups(TOPICS, AnalyticsConfig(), worker.persister):
             group = replace(group, clock=None)  # no wall-clock timers: the test runs the loop
             if group.name == "market":
                 group = self._recorded(group)
             groups.append(group)
-        config = EngineConfig(
-            app_id=APP,
-            deadletters=TOPICS.deadletters,
-            commit_interval=0.01,
-            max_queued=8,
-            revoke_timeout=5.0,
-            exit_on_fatal=False,
-        )
-        engine = Engine(
-            config,
-            groups,
-            agents.outputs(TOPICS),
-            persister,
-            clients,
-            f"http://{name}",
-            clock=lambda: clock[0],
-        )
-        worker = Worker(name, engine, clients, persister, clock)
-        engine.on_error = lambda exc: self._task_failed(worker, exc)
-        self.run(engine.connect())
-        self.workers.append(worker)
-        return worker
+        return groups
 
     def _recorded(self, group: Group) -> Group:
         make = group.processor
@@ -264,93 +196,13 @@ class Cluster:
 
         return replace(group, processor=processor)
 
-    def _task_failed(self, worker: Worker, exc: BaseException) -> None:
-        worker.errors.append(exc)
-        if worker.state == "dead":
-            return  # what a killed process was still doing: it never happened
-        if isinstance(exc, Fenced) and worker.state != "member":
-            if worker.state == "zombie":
-                self.kill(worker)  # what the worker process does: it stops
-            return
-        self.violations.append(f"{worker.name}: task failed: {exc!r}")
-
-    def kill(self, worker: Worker, seed: int | None = None) -> None:
-        """SIGKILL: nothing of the worker runs again; per partition a prefix of its sends lands
-        (drawn from ``seed``; None: none of them)."""
-        worker.state = "dead"
-        for fut in worker.background:
-            fut.cancel()
-        for task in worker.engine.tasks.values():
-            task.closing = True
-            task.cancel_chained()
-            if task._runner is not None:
-                task._runner.cancel()
-        if worker.engine.recovering is not None:
-            worker.engine.recovering.cancel()
-        producer = worker.clients.producer_
-        if producer is not None:
-            producer.alive = False  # (where the fake producer knows it) nothing more leaves it
-            self.broker.lose(producer, NoneLands() if seed is None else random.Random(seed))
-
-    def members(self) -> list[Worker]:
-        return [w for w in self.workers if w.state == "member"]
-
-    def live(self) -> list[Worker]:
-        return [w for w in self.workers if w.state in ("member", "zombie")]
-
-    def rebalance(self) -> None:
-        """Move the group to the current members (a healthy cluster: sends land meanwhile)."""
-        members = self.members() or [self.new_worker()]
-        task = self.loop.create_task(self.broker.rebalance([w.consumer for w in members]))
-        self.run_until(task)
-        task.result()
-
-    def run_until(self, task: asyncio.Task[Any]) -> None:
-        """Run the loop until ``task`` is done, delivering sends and writing lines whenever
-        it waits (and only then: what it does not wait for stays in flight)."""
-        for _ in range(200):
-            self.run(settle(400))
-            if task.done():
-                return
-            self.broker.deliver_all()
-            for w in self.workers:
-                self.run(w.persister.write_all())
-        raise AssertionError(f"{task} did not finish")
-
-    async def _cycle(self, w: Worker) -> None:
-        # A commit point the group refuses (a rebalance under way, a zombie) commits
-        # nothing; the engine's commit loop logs it and carries on, and so do we.
-        with contextlib.suppress(Fenced, CommitFailedError, IllegalStateError):
-            await w.engine.cycle(wait=0)
-
-    # ------------------------------------------------------------------ steps
-    def poll(self, w: Worker, limit: int) -> None:
-        consumer = w.consumer
-        consumer.fetch_limit = limit
-        w.engine.dispatch(consumer.fetch())
-        self.run(settle(10))
-
-    def deliver(self, picks: Sequence[int]) -> None:
-        for pick in picks:
-            sends = self.broker.deliverable()
-            if not sends:
-                break
-            self.broker.deliver(sends[pick % len(sends)])
-            self.run(settle(10))
-
-    def commit(self, w: Worker) -> None:
-        w.background.append(self.loop.create_task(self._cycle(w)))
-        self.run(settle(10))
-
-    def write(self, w: Worker) -> None:
-        self.run(w.persister.write_all())
-        self.run(settle(10))
-
-    def crash(self, w: Worker, seed: int, kind: str = "crash") -> None:
+    def fault(self, kind: str) -> None:
         self.faults += 1
         self.fault_kinds.add(kind)
-        self.kill(w, seed)
-        self.rebalance()
+
+    def crash(self, w: Worker, seed: int | None = None, kind: str = "crash") -> None:
+        self.fault(kind)
+        super().crash(w, seed)
 
     def crash_mid_commit(self, w: Worker, seed: int, publishes: int) -> None:
         """SIGKILL at a commit point: outputs delivered, state on its way to the changelogs
@@ -364,9 +216,9 @@ class Cluster:
         cycle: asyncio.Task[Any] | None = None
         for _ in range(30):
             if cycle is None or cycle.done():
-                cycle = self.loop.create_task(self._cycle(w))
-                w.background.append(cycle)
-            self.run(settle(10))
+                cycle = self.start_cycle(w)
+            else:
+                self.settle(10)
             mine = [s for s in self.broker.pending if s.producer is producer]
             if any(s.tp.topic.endswith("-changelog") for s in mine):
                 if publishes == 0:
@@ -377,64 +229,12 @@ class Cluster:
                 break  # nothing left to publish
             for send in mine:
                 self.broker.deliver(send)
-            self.run(w.persister.write_all())
-            self.run(settle(10))
+            self.write_lines(w)
         self.crash(w, seed, "crash mid-commit")
 
     def freeze(self, w: Worker) -> None:
-        """SIGSTOP past the session timeout: the group moves on; the worker wakes up a zombie."""
-        self.faults += 1
-        self.fault_kinds.add("freeze")
-        producer = w.clients.producer_
-        if producer is not None:
-            self.broker.deliver_all(producer)  # what it had handed over was on the wire
-        self.broker.expel(w.consumer)
-        w.clock[0] += SESSION_TIMEOUT + 1
-        w.state = "zombie"
-        self.rebalance()
-
-    def leave(self, w: Worker) -> None:
-        """A clean stop: the worker revokes (drains and commits), then leaves the group."""
-        consumer = w.consumer
-        task = self.loop.create_task(consumer.listener.on_partitions_revoked(consumer.assignment()))
-        self.run_until(task)
-        task.result()
-        w.state = "dead"
-        consumer.assigned = None
-        self.rebalance()
-
-    def drain(self) -> None:
-        """Let everything run to the end: fetch, process, deliver, write, commit."""
-        for _ in range(300):
-            progressed = False
-            for w in self.live():
-                fetched = w.consumer.fetch()
-                if fetched:
-                    progressed = True
-                    w.engine.dispatch(fetched)
-            self.run(settle())
-            if self.broker.pending:
-                progressed = True
-                self.broker.deliver_all()
-            for w in self.live():
-                self.run(w.persister.write_all())
-            for w in self.members():
-                if any(t.queue or not t.ready.is_set() for t in w.engine.tasks.values()):
-                    progressed = True
-            self.run(settle())
-            if not progressed:
-                break
-        else:
-            raise AssertionError("the cluster did not come to rest")
-        for w in self.members():
-            self.run_until(self.loop.create_task(self._cycle(w)))
-
-    def close(self) -> None:
-        for task in asyncio.all_tasks(self.loop):
-            task.cancel()
-        self.loop.run_until_complete(asyncio.sleep(0))
-        self.loop.close()
-        asyncio.set_event_loop(None)
+        self.fault("freeze")
+        super().freeze(w)
 
     # ------------------------------------------------------------------ what landed
     def values(self, topic: str) -> list[Any]:
@@ -556,7 +356,7 @@ def valid_quotes(
 
 def check_at_most_once(cluster: Cluster) -> None:
     """No component has two executions or two fills; each is keyed by its symbol."""
-    assert not cluster.violations, cluster.violations
+    cluster.check_no_violation()
     for topic in (TOPICS.executions, TOPICS.fills):
         records = cluster.broker.records(topic)
         values = cluster.values(topic)
@@ -702,17 +502,20 @@ def step(cluster: Cluster, inputs: Inputs, data: st.DataObject) -> None:
     elif action == "poll" and live:
         cluster.poll(pick(data, live), draw(st.integers(1, 4), label="records"))
     elif action == "run":
-        cluster.run(settle())
+        cluster.settle()
     elif action == "deliver":
-        cluster.deliver(draw(st.lists(st.integers(0, 7), min_size=1, max_size=6), label="sends"))
+        for index in draw(st.lists(st.integers(0, 7), min_size=1, max_size=6), label="sends"):
+            sends = cluster.broker.deliverable()
+            if not sends:
+                break
+            cluster.deliver(sends[index % len(sends)])
     elif action == "commit" and live:
-        cluster.commit(pick(data, live))
+        cluster.start_cycle(pick(data, live))
     elif action == "write" and live:
-        cluster.write(pick(data, live))
+        cluster.write_lines(pick(data, live))
     elif action == "time":
         seconds = draw(st.sampled_from([0.5, 1.0, 2.0, 4.0]), label="seconds")
-        for w in cluster.workers:
-            w.clock[0] += seconds
+        cluster.advance(seconds)
     elif action == "crash" and faults_left:
         cluster.crash(pick(data, members), draw(st.integers(0, 2**16), label="seed"))
     elif action == "crash mid-commit" and faults_left:
@@ -813,14 +616,14 @@ def test_ticks_redelivered_after_their_book_was_published_do_not_meet_a_later_co
         for _ in range(2):  # the order, then its component
             cluster.poll(worker, 4)
             cluster.broker.deliver_all()
-            cluster.write(worker)
+            cluster.write_lines(worker)
         books = f"{APP}-books-changelog"
         for _ in range(10):  # commit points, until the market's state is on its way
-            cluster.commit(worker)
+            cluster.start_cycle(worker)
             if any(s.tp.topic == books for s in cluster.broker.pending):
                 break
             cluster.broker.deliver_all()
-            cluster.write(worker)
+            cluster.write_lines(worker)
         for send in [s for s in cluster.broker.pending if s.tp.topic == books]:
             cluster.broker.deliver(send)
         assert cluster.arrivals.windows["po-0/0"] == [(2, 2)]
@@ -863,14 +666,14 @@ def test_a_fill_sent_while_recovering_lands_before_the_partition_moves_on() -> N
         for _ in range(2):  # the order, then its component (it executes at once)
             cluster.poll(first, 4)
             cluster.broker.deliver_all()
-        cluster.run(settle())
+        cluster.settle()
         executions = [s for s in cluster.broker.pending if s.tp.topic == TOPICS.executions]
         assert not executions and len(cluster.executions()) == 1
         assert [s.tp.topic for s in cluster.broker.pending].count(TOPICS.fills) == 1
         cluster.kill(first)  # nothing more lands: the fill is lost
         second = cluster.new_worker()
         rebalance = cluster.loop.create_task(cluster.broker.rebalance([second.consumer]))
-        cluster.run(settle())  # recovering: the missing fill is sent, not delivered yet
+        cluster.settle()  # recovering: the missing fill is sent, not delivered yet
         assert rebalance.done()
         assert [s.tp.topic for s in cluster.broker.pending].count(TOPICS.fills) == 1
 

@@ -114,7 +114,7 @@ def test_revoke_waits_for_the_batch_in_hand_then_nothing_more_is_sent(cluster: C
     cluster.produce("in-a", K0, b"x")
     cluster.poll(w, limit=1)  # the exec record is in hand, held by the gate
     cluster.poll(w, limit=1)  # the next one waits in the queue
-    consumer = cluster.consumer(w)
+    consumer = w.consumer
     revoking = cluster.loop.create_task(
         consumer.listener.on_partitions_revoked(consumer.assignment())
     )
@@ -187,7 +187,7 @@ def test_a_revoke_whose_outputs_cannot_be_delivered_stops_the_worker(cluster: Cl
     w = one_worker(cluster, revoke_timeout=0.05)
     cluster.produce("in-a", K0, b"x")
     cluster.poll(w)
-    consumer = cluster.consumer(w)
+    consumer = w.consumer
 
     # Kafka takes nothing: the records would sit in the producer and could go out later.
     with pytest.raises(EngineError, match="still in the producer"):
@@ -202,7 +202,7 @@ def test_a_revoke_while_influxdb_is_down_commits_nothing_it_has_not_written(
     w = one_worker(cluster, revoke_timeout=0.05)
     cluster.produce("in-a", K0, b"x")
     cluster.poll(w)
-    consumer = cluster.consumer(w)
+    consumer = w.consumer
     revoking = cluster.loop.create_task(
         consumer.listener.on_partitions_revoked(consumer.assignment())
     )
@@ -224,7 +224,7 @@ def test_a_task_far_behind_pauses_its_partitions_until_it_catches_up(cluster: Cl
         cluster.produce("in-a", K0, b"x")
     cluster.poll(w, limit=1)  # in hand
     cluster.poll(w, limit=5)  # 5 queued > max_queued (4): paused
-    consumer = cluster.consumer(w)
+    consumer = w.consumer
     assert A0 in consumer.paused
     assert cluster.poll(w) == 0  # paused: nothing fetched
 
@@ -288,7 +288,7 @@ def test_a_task_whose_processor_raised_publishes_and_commits_nothing(cluster: Cl
         raise RuntimeError("a bug in a bolt")
 
     echo.on_batch = broken  # type: ignore[method-assign]
-    cluster.world.violations.clear()
+    cluster.violations.clear()
     cluster.produce("in-a", K0, b"x")
     cluster.poll(w)
     cluster.run_until(cluster.start_cycle(w, wait=5.0))
@@ -297,7 +297,7 @@ def test_a_task_whose_processor_raised_publishes_and_commits_nothing(cluster: Cl
     assert committed(cluster) == 1
     assert not [r for r in cluster.broker.records(CHANGELOG) if r.key == b"n:half-done"]
     assert any("a bug in a bolt" in str(e) for e in w.errors)
-    cluster.world.violations.clear()  # the failure itself was reported by the engine
+    cluster.violations.clear()  # the failure itself was reported by the engine
 
 
 def test_lines_persisted_by_chained_work_are_written_before_the_commit(cluster: Cluster) -> None:
