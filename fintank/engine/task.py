@@ -318,11 +318,15 @@ class Task:
                 await asyncio.sleep(0)
                 continue
             if next_clock is not None and time.monotonic() >= next_clock:
-                async with self.lock:
-                    if self.closing:
-                        return
-                    await self.processor.on_clock(time.time())
-                    self.changed = True
+                # The clock is for quiet partitions: a task still behind its inputs
+                # (history being replayed, a backlog) is not at "now" yet, and
+                # closing windows by wall clock there would make its next ticks late.
+                if await self.engine.caught_up(self):
+                    async with self.lock:
+                        if self.closing:
+                            return
+                        await self.processor.on_clock(time.time())
+                        self.changed = True
                 next_clock = time.monotonic() + (clock or 0)
                 continue
             self._wake.clear()

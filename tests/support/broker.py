@@ -228,6 +228,9 @@ class FakeGroupConsumer:
             raise IllegalStateError(f"{tp} is not assigned")
         return self.positions[tp]
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.broker.end(tp) if tp in self.assignment() else None
+
     async def committed(self, tp: TopicPartition) -> int | None:
         return self.broker.committed.get(tp)
 

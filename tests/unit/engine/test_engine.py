@@ -316,3 +316,25 @@ def test_lines_persisted_by_chained_work_are_written_before_the_commit(cluster: 
     cluster.run_until(cycle)
 
     assert committed(cluster) == 1
+
+
+def test_a_task_behind_its_inputs_is_not_caught_up_so_its_clock_waits(cluster: Cluster) -> None:
+    """Closing windows by the wall clock while history is still queued would make ticks late."""
+    gate = asyncio.Event()
+    w = one_worker(cluster, gate=gate)
+    for _ in range(4):
+        cluster.produce("in-a", K0, b"x")
+    task = w.engine.tasks[("g", 0)]
+
+    def caught_up() -> bool:
+        return bool(cluster.loop.run_until_complete(w.engine.caught_up(task)))
+
+    assert not caught_up()  # records on the log, none fetched yet
+    cluster.poll(w, limit=2)
+    assert not caught_up()  # fetched half of them
+    cluster.poll(w, limit=2)
+    assert not caught_up()  # all fetched, one batch in hand and one queued
+    gate.set()
+    cluster.settle()
+
+    assert caught_up()

@@ -44,6 +44,7 @@ def test_consumer_calls_the_engine_makes() -> None:
         "end_offsets",
         "assign",
         "seek",
+        "highwater",
     ):
         assert callable(getattr(c, name)), name
     assert parameters(c.subscribe)[1:4] == ["topics", "pattern", "listener"]
@@ -51,6 +52,7 @@ def test_consumer_calls_the_engine_makes() -> None:
     assert parameters(c.commit)[1:] == ["offsets"]
     assert inspect.iscoroutinefunction(c.committed)
     assert inspect.iscoroutinefunction(c.position)
+    assert not inspect.iscoroutinefunction(c.highwater)  # the last fetch's mark, no request
 
 
 def test_the_clients_accept_fintanks_settings() -> None:
