@@ -32,7 +32,11 @@ def to_ns(timestamp: float) -> int:
     """
     secs = math.floor(timestamp)
     ns = round((timestamp - secs) * 1e9)
-    snapped = round(ns, -3)
+    # round(ns, -3) (half to even) in integer steps: a third of the cost.
+    under = ns % 1000
+    snapped = ns - under
+    if under > 500 or (under == 500 and snapped % 2000):
+        snapped += 1000
     if abs(ns - snapped) <= math.ulp(timestamp) * 5e8:
         ns = snapped
     return secs * 1_000_000_000 + ns
@@ -40,8 +44,8 @@ def to_ns(timestamp: float) -> int:
 
 def fmt_float(value: float) -> str:
     """A float field value exactly as influxdb-client writes it (``110.0`` -> ``110``, still a float)."""
-    s = str(value)
-    return s[:-2] if s.endswith(".0") else s
+    s = repr(value)
+    return s[:-2] if s[-2:] == ".0" else s
 
 
 def prefix(measurement: str, tags: Mapping[str, str]) -> str:

@@ -1,5 +1,7 @@
 """Our cached bid_ask line builder writes exactly what influxdb-client's Point would."""
 
+import math
+
 from hypothesis import given
 from hypothesis import strategies as st
 from influxdb_client import Point, WritePrecision
@@ -62,3 +64,24 @@ def test_to_ns_keeps_decimal_microseconds() -> None:
 @given(st.floats(min_value=1e8, max_value=4e9), st.floats(min_value=1e8, max_value=4e9))
 def test_to_ns_keeps_distinct_timestamps_distinct(a: float, b: float) -> None:
     assert (to_ns(a) == to_ns(b)) == (a == b)
+
+
+def reference_to_ns(timestamp: float) -> int:
+    """`to_ns` as first written, with ``round(ns, -3)``: the one it must equal."""
+    secs = math.floor(timestamp)
+    ns = round((timestamp - secs) * 1e9)
+    snapped = round(ns, -3)
+    if abs(ns - snapped) <= math.ulp(timestamp) * 5e8:
+        ns = snapped
+    return secs * 1_000_000_000 + ns
+
+
+@given(st.floats(min_value=0.0, max_value=1e12, allow_nan=False, allow_infinity=False))
+def test_to_ns_equals_its_reference(timestamp: float) -> None:
+    assert to_ns(timestamp) == reference_to_ns(timestamp)
+
+
+@given(st.integers(0, 10**12), st.integers(0, 999_999_999))
+def test_to_ns_equals_its_reference_on_whole_and_half_microseconds(secs: int, ns: int) -> None:
+    timestamp = secs + ns / 1e9
+    assert to_ns(timestamp) == reference_to_ns(timestamp)
