@@ -118,7 +118,7 @@ class EngineConfig:
     max_queued: int = 100_000
     #: A fetched batch larger than this reaches its processor in pieces of this size:
     #: the first InfluxDB write and the next fetch do not wait for a whole 4 MiB fetch.
-    max_batch: int = 5_000
+    max_batch: int = 500
     #: How long a revoke waits for a task's batch in hand and for its outputs.
     revoke_timeout: float = 5.0
     #: How long a whole revoke may take: under the rebalance timeout (30 s), after
