@@ -116,8 +116,11 @@ class EngineConfig:
     commit_interval: float = 0.5
     #: Records queued for one task before its partitions are paused.
     max_queued: int = 100_000
-    #: A fetched batch larger than this reaches its processor in pieces of this size:
-    #: the first InfluxDB write and the next fetch do not wait for a whole 4 MiB fetch.
+    #: Records one getmany returns at most (aiokafka decodes them all before returning),
+    #: and the largest batch a processor is handed. Small pieces let the persister's
+    #: writes and the next fetch run between them: assignment to first InfluxDB write
+    #: 0.6 s with 5,000 and 0.2 s with 500, for the same throughput (docs/performance.md).
+    max_fetch: int = 500
     max_batch: int = 500
     #: How long a revoke waits for a task's batch in hand and for its outputs.
     revoke_timeout: float = 5.0
@@ -354,11 +357,11 @@ class Engine(mode.Service):
     async def _fetch_loop(self) -> None:
         while not self.should_stop:
             try:
-                # At most max_batch records: aiokafka decodes what it returns before
+                # At most max_fetch records: aiokafka decodes what it returns before
                 # returning it, and a 4 MiB x partitions backlog would hold the first
                 # batch back for a quarter of a second.
                 fetched = await self.consumer.getmany(
-                    timeout_ms=200, max_records=self.config.max_batch
+                    timeout_ms=200, max_records=self.config.max_fetch
                 )
             except KafkaError as exc:
                 log.warning("fetch: %r; retrying", exc)
