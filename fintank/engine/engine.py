@@ -116,12 +116,15 @@ class EngineConfig:
     commit_interval: float = 0.5
     #: Records queued for one task before its partitions are paused.
     max_queued: int = 100_000
-    #: Records one getmany returns at most (aiokafka decodes them all before returning),
-    #: and the largest batch a processor is handed. Small pieces let the persister's
-    #: writes and the next fetch run between them: assignment to first InfluxDB write
-    #: 0.6 s with 5,000 and 0.2 s with 500, for the same throughput (docs/performance.md).
-    max_fetch: int = 500
-    max_batch: int = 500
+    #: Records one getmany returns at most (aiokafka decodes them all before returning
+    #: them), which is also the largest batch a processor is handed.
+    max_batch: int = 5_000
+    #: For ``warm_up`` seconds after an assignment, batches are this small: the first
+    #: InfluxDB write and the next fetch run between them instead of after a whole
+    #: backlog (assignment to first write 0.6 s -> 0.2 s); then larger batches cost
+    #: less per record (docs/performance.md).
+    first_batch: int = 500
+    warm_up: float = 0.5
     #: How long a revoke waits for a task's batch in hand and for its outputs.
     revoke_timeout: float = 5.0
     #: How long a whole revoke may take: under the rebalance timeout (30 s), after
@@ -197,6 +200,7 @@ class Engine(mode.Service):
         self._deadletter_partitions: list[int] = []
         self._partitions: dict[str, int] = {}  # group -> partition count of its inputs
         self._proof = -1e9  # monotonic time a commit that then succeeded was sent
+        self._warm_until = -1e9  # batches stay small until then (see EngineConfig.warm_up)
         self._cycle_lock = asyncio.Lock()
         self._commit_lock = asyncio.Lock()
         self._stopping = False
@@ -357,12 +361,10 @@ class Engine(mode.Service):
     async def _fetch_loop(self) -> None:
         while not self.should_stop:
             try:
-                # At most max_fetch records: aiokafka decodes what it returns before
+                # At most a batch of records: aiokafka decodes what it returns before
                 # returning it, and a 4 MiB x partitions backlog would hold the first
                 # batch back for a quarter of a second.
-                fetched = await self.consumer.getmany(
-                    timeout_ms=200, max_records=self.config.max_fetch
-                )
+                fetched = await self.consumer.getmany(timeout_ms=200, max_records=self._batch())
             except KafkaError as exc:
                 log.warning("fetch: %r; retrying", exc)
                 await asyncio.sleep(0.2)
@@ -381,12 +383,18 @@ class Engine(mode.Service):
                     "%s: fetched %d records for a partition without a task", tp, len(records)
                 )
                 continue
-            step = self.config.max_batch
+            step = self._batch()
             for i in range(0, len(records), step):
                 task.offer(Batch(tp.topic, tp.partition, records[i : i + step]))
             if task.queued > self.config.max_queued and not task.paused:
                 task.paused = True
                 self.consumer.pause(*(lane.tp for lane in task.lanes.values()))
+
+    def _batch(self) -> int:
+        """How many records a batch holds at most now (small just after an assignment)."""
+        if self.clock() < self._warm_until:
+            return self.config.first_batch
+        return self.config.max_batch
 
     async def caught_up(self, task: Task) -> bool:
         """Whether ``task`` has processed everything its inputs held at the last fetch.
@@ -649,6 +657,7 @@ class Engine(mode.Service):
         if self._stopping:
             return
         self.assigned = set(assigned)
+        self._warm_until = self.clock() + self.config.warm_up
         new: list[Task] = []
         for group, partition in sorted(
             {(self.group_of[tp.topic].name, tp.partition) for tp in assigned}

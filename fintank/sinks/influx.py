@@ -22,6 +22,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 
 from fintank.errors import SinkError
 from fintank.sinks.transports import TransientWriteError, Transport
@@ -113,7 +114,7 @@ class InfluxPersister:
         async with self._write_lock:
             while self._buffer:
                 n = min(self.batch_size, len(self._buffer))
-                batch = [self._buffer[i] for i in range(n)]
+                batch = list(islice(self._buffer, n))  # (deque[i] walks from the nearer end)
                 await self._write_with_retry(batch)
                 for _ in range(n):
                     self._buffer.popleft()

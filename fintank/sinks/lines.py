@@ -78,7 +78,13 @@ class BidAskLines:
                 )
                 if len(prefixes) > 100_000:  # unbounded symbol sets must not grow memory forever
                     prefixes.clear()
-            out.append(f"{head}bid={fmt_float(t.bid)},ask={fmt_float(t.ask)} {ns(t.timestamp)}")
+            bid = repr(t.bid)  # fmt_float, inlined: this loop runs once per tick
+            ask = repr(t.ask)
+            if bid[-2:] == ".0":
+                bid = bid[:-2]
+            if ask[-2:] == ".0":
+                ask = ask[:-2]
+            out.append(f"{head}bid={bid},ask={ask} {ns(t.timestamp)}")
         return out
 
 
