@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
-from aiokafka import AIOKafkaProducer
+from fintank.engine import kafka
 
 
 class Progress:
@@ -47,7 +47,7 @@ async def send_paced(
     label: str = "sending",
 ) -> int:
     """Send (key, value) records; ``rate`` > 0 paces them per second. Returns how many were sent."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    producer = kafka.producer(kafka.KafkaSettings(bootstrap, ""), linger_ms=5)
     await producer.start()
     progress = Progress(total, label)
     sent = 0

@@ -115,13 +115,17 @@ def reader(settings: KafkaSettings) -> AIOKafkaConsumer:
     )
 
 
-def producer(settings: KafkaSettings) -> AIOKafkaProducer:
-    """The engine's producer: acks from all in-sync replicas, idempotent (no duplicates on retry)."""
+def producer(settings: KafkaSettings, linger_ms: int = 0) -> AIOKafkaProducer:
+    """A producer that acks from all in-sync replicas and is idempotent (no duplicate on retry).
+
+    Every producer fintank makes is this one: the engine's (``linger_ms`` 0,
+    for latency) and the seeding tasks' (a few ms, for throughput).
+    """
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap,
         acks="all",
         enable_idempotence=True,
-        linger_ms=0,
+        linger_ms=linger_ms,
         max_batch_size=512 * 1024,
         retry_backoff_ms=20,
     )

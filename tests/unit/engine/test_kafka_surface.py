@@ -147,3 +147,27 @@ def test_no_fintank_module_reads_kafka_or_faust_internals_outside_the_adapter() 
             continue  # the InfluxDB transports keep their own ``_client``
         offenders += [f"{path.relative_to(root)}: {p}" for p in private if p in text]
     assert offenders == []
+
+
+def test_every_producer_fintank_makes_is_the_idempotent_all_acks_one() -> None:
+    """Invariant 5: no module builds its own producer with other settings."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    builders = [
+        str(path.relative_to(root))
+        for path in [
+            *root.joinpath("fintank").rglob("*.py"),
+            *root.joinpath("topologies").rglob("*.py"),
+        ]
+        if "AIOKafkaProducer(" in path.read_text()
+    ]
+    assert builders == ["fintank/engine/kafka.py"]
+
+    async def build() -> tuple[object, object]:
+        p = kafka.producer(kafka.KafkaSettings("127.0.0.1:1", "x"), linger_ms=5)
+        return p._sender._acks, p._txn_manager  # noqa: SLF001 - pinned
+
+    acks, txn = asyncio.run(build())
+    assert acks == -1  # "all"
+    assert txn is not None
