@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -176,3 +177,23 @@ def components(draw: st.DrawFn, symbol: str = "VTI", cid: str | None = None) -> 
         limit_price=draw(limit_prices),
         component_order_id=cid or draw(ids),
     )
+
+
+@dataclass
+class RecordingTable:
+    """A state table double: ``get`` what was written last; every write kept in order.
+
+    Bolts write through ``stage`` (books) or ``set`` (accounts): the same here.
+    """
+
+    data: dict[str, Any] = field(default_factory=dict)
+    writes: list[tuple[int, str, Any]] = field(default_factory=list)
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def stage(self, partition: int, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.writes.append((partition, key, value))
+
+    set = stage

@@ -9,7 +9,6 @@ is applied once; the ids live in the account, written through the table's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,25 +20,13 @@ from fintank.trading.matcher import execute
 from fintank.trading.positions import EMPTY_POSITION, Position, position_json
 from fintank.trading.records import TaxpayerId
 from tests.support.ticks import T0, tick
-from tests.support.trading import component
+from tests.support.trading import RecordingTable, component
 
 NOW = T0 + 100
 PARTITION = 2
 
 
-@dataclass
-class Accounts:
-    """The accounts table: ``get`` what was set last, and every ``set`` call in order."""
-
-    data: dict[str, Any] = field(default_factory=dict)
-    writes: list[tuple[int, str, Any]] = field(default_factory=list)
-
-    def get(self, key: str) -> Any:
-        return self.data.get(key)
-
-    def set(self, partition: int, key: str, value: Any) -> None:
-        self.data[key] = value
-        self.writes.append((partition, key, value))
+Accounts = RecordingTable
 
 
 def keeper() -> tuple[PositionKeeper, Accounts]:

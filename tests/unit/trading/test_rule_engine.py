@@ -10,33 +10,19 @@ delivered again after a crash a no-op.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from fintank.records import Tick
 from fintank.trading.engine import RuleEngine
 from fintank.trading.ledger import Ledger
 from fintank.trading.matcher import SymbolBook, execute
 from fintank.trading.records import ComponentOrder
 from tests.support.ticks import T0, tick
-from tests.support.trading import component
+from tests.support.trading import RecordingTable, component
 
 NOW = T0 + 100
 PARTITION = 3
 
 
-@dataclass
-class Books:
-    """The books table: ``get`` what was staged last, and every ``stage`` call in order."""
-
-    data: dict[str, SymbolBook] = field(default_factory=dict)
-    staged: list[tuple[int, str, SymbolBook]] = field(default_factory=list)
-
-    def get(self, key: str) -> SymbolBook | None:
-        return self.data.get(key)
-
-    def stage(self, partition: int, key: str, value: SymbolBook) -> None:
-        self.data[key] = value
-        self.staged.append((partition, key, value))
+Books = RecordingTable
 
 
 def engine(
@@ -109,7 +95,7 @@ def test_ticks_of_two_symbols_update_each_book_with_one_write_per_symbol() -> No
 
     rules.on_ticks(PARTITION, [vti[0], ive[0], vti[1]], NOW)
 
-    assert [(p, key, book.quote) for p, key, book in books.staged] == [
+    assert [(p, key, book.quote) for p, key, book in books.writes] == [
         (PARTITION, "VTI", vti[1]),
         (PARTITION, "IVE", ive[0]),
     ]
@@ -232,7 +218,7 @@ def test_a_component_already_executed_and_filled_makes_nothing() -> None:
 
     # Assert
     assert (executions, missing) == ([], [])
-    assert books.staged == []
+    assert books.writes == []
 
 
 def test_a_component_executed_without_its_fill_returns_that_execution_once() -> None:
@@ -250,7 +236,7 @@ def test_a_component_executed_without_its_fill_returns_that_execution_once() -> 
     assert (executions, missing) == ([], [before])
     assert again == ([], [])
     assert comp.component_order_id in ledger.filled
-    assert books.staged == []
+    assert books.writes == []
 
 
 def test_a_resting_component_the_ledger_says_executed_is_dropped_from_the_book() -> None:
@@ -299,7 +285,7 @@ def test_redelivered_ticks_are_skipped() -> None:
     rules, books = engine()
     applied = tick(ask=110.0, timestamp=T0)
     rules.on_ticks(PARTITION, [applied], NOW, [4])
-    books.staged.clear()
+    books.writes.clear()
 
     # Act: the same record again, and an older offset, after a crash.
     executions = rules.on_ticks(PARTITION, [tick(ask=90.0, timestamp=T0 + 9)], NOW, [4])
@@ -307,7 +293,7 @@ def test_redelivered_ticks_are_skipped() -> None:
 
     # Assert
     assert executions == older == []
-    assert books.staged == []
+    assert books.writes == []
     assert books.get("VTI") == SymbolBook(quote=applied, offset=4)
 
 
@@ -375,8 +361,8 @@ def test_every_book_change_is_staged_with_the_batchs_partition() -> None:
     rules.on_components(PARTITION, [comp], NOW)  # rests
     rules.on_ticks(PARTITION, [tick(timestamp=T0)], NOW, [0])  # executes it
 
-    assert [(p, key) for p, key, _ in books.staged] == [(PARTITION, "VTI"), (PARTITION, "VTI")]
-    assert [book.resting for _, _, book in books.staged] == [(comp,), ()]
+    assert [(p, key) for p, key, _ in books.writes] == [(PARTITION, "VTI"), (PARTITION, "VTI")]
+    assert [book.resting for _, _, book in books.writes] == [(comp,), ()]
 
 
 def test_a_component_on_another_partition_is_staged_there() -> None:
@@ -384,7 +370,7 @@ def test_a_component_on_another_partition_is_staged_there() -> None:
 
     rules.on_components(0, [market(symbol="IVE")], NOW)
 
-    assert [(p, key) for p, key, _ in books.staged] == [(0, "IVE")]
+    assert [(p, key) for p, key, _ in books.writes] == [(0, "IVE")]
 
 
 def test_a_component_executing_at_once_leaves_the_book_unstaged() -> None:
@@ -393,7 +379,7 @@ def test_a_component_executing_at_once_leaves_the_book_unstaged() -> None:
 
     rules.on_components(PARTITION, [market()], NOW)
 
-    assert books.staged == []
+    assert books.writes == []
 
 
 def test_a_stale_tick_without_offsets_leaves_the_book_unstaged() -> None:
@@ -401,7 +387,7 @@ def test_a_stale_tick_without_offsets_leaves_the_book_unstaged() -> None:
 
     rules.on_ticks(PARTITION, [tick(timestamp=T0)], NOW)
 
-    assert books.staged == []
+    assert books.writes == []
 
 
 def test_a_stale_tick_with_an_offset_stages_the_new_offset() -> None:
@@ -411,4 +397,4 @@ def test_a_stale_tick_with_an_offset_stages_the_new_offset() -> None:
 
     rules.on_ticks(PARTITION, [tick(timestamp=T0)], NOW, [1])
 
-    assert books.staged == [(PARTITION, "VTI", SymbolBook(quote=quote, offset=1))]
+    assert books.writes == [(PARTITION, "VTI", SymbolBook(quote=quote, offset=1))]
