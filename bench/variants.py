@@ -454,7 +454,9 @@ def _watch(
                 marks["half"] = now
             if done >= count:
                 marks["end"] = now
-                marks["late_ticks"] = (doc.get("analytics") or {}).get("late_ticks", 0)
+                marks["late_ticks"] = ((doc.get("bolts") or {}).get("market") or {}).get(
+                    "late_ticks", 0
+                )
                 marks["cpu"] = meter.stop()
                 return marks
         time.sleep(max(0.0, every - (time.perf_counter() - now)))

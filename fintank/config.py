@@ -41,11 +41,11 @@ class Topics:
 # configuration table is generated from this list by `invoke config`.
 DOCS: dict[str, str] = {
     "broker": "Kafka bootstrap server, kafka://host:port",
-    "app_id": "Faust application id (consumer group, changelog topic prefix)",
-    "partitions": "partitions of each data topic created by `invoke up`",
+    "app_id": "application id: consumer group, changelog topic prefix (default: the topology's name)",
+    "partitions": "partitions of each data topic created by `fintank up` / `topics create`",
     "influx_transport": "where the persister writes: v1 (InfluxDB 1.x /write) or v2 (v2 write API)",
     "influx_url": "v1 transport: InfluxDB 1.x base URL",
-    "influx_database": "v1 transport: database (created by `invoke up`)",
+    "influx_database": "v1 transport: database (created by `fintank up`)",
     "influx_v2_url": "v2 transport: URL of a server speaking the v2 write API",
     "influx_token": "v2 transport: API token",
     "influx_org": "v2 transport: organisation",
@@ -55,9 +55,9 @@ DOCS: dict[str, str] = {
     "max_buffer": "persister: points held at most before the worker waits (backpressure)",
     "commit_interval": "engine: seconds between commit points (state published, offsets committed)",
     "web_port": "port of the worker's HTTP server",
-    "state_dir": "where `invoke up` keeps data, logs and pid files",
-    "kafka_port": "local stack: Kafka broker port on 127.0.0.1",
-    "influx_port": "local stack: InfluxDB 1.x HTTP port on 127.0.0.1",
+    "state_dir": "where `fintank up` and workers keep data, logs and pid files (relative: to the current directory)",
+    "kafka_port": "local stack: Kafka broker port on 127.0.0.1 (controller: +1)",
+    "influx_port": "local stack: InfluxDB 1.x HTTP port on 127.0.0.1 (RPC: +2)",
     "victoria_port": "local stack: VictoriaMetrics HTTP port on 127.0.0.1",
     "candle_grace": "candles: seconds past a window's end before the wall clock closes it",
     "sma_period": "indicators: SMA period (closes)",
@@ -75,7 +75,7 @@ class Settings:
     """Everything configurable in fintank. Each field is ``FINTANK_<FIELD>`` in the environment."""
 
     broker: str = "kafka://127.0.0.1:9092"
-    app_id: str = "fintank"
+    app_id: str = ""
     partitions: int = 4
     influx_transport: str = "v1"
     influx_url: str = "http://127.0.0.1:8086"

@@ -1,23 +1,46 @@
-"""The process around the engine: the faust app (worker, web server, CLI), the engine, the sink.
+"""The runtime: a `Topology` turned into a faust worker running fintank's engine.
 
 faust runs the worker process (``faust -A topologies.fintank worker``), its
 web server and its services. It consumes nothing: its own consumer,
 conductor and tables are switched off (`NoKafka`), and fintank's engine
-(`fintank.engine`) owns consumption, state and commits.
+(`fintank.engine`) owns consumption, state and commits. `build` makes one
+engine group per bolt, and `BoltRunner` (the engine's processor for a bolt)
+does every bolt's I/O the same way: decode typed streams, call the bolt, send
+what its `Out` says (dead letters once, emits, points, then what follows
+delivery), so no topology repeats it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import faust
 from faust.app import BootStrategy
+from yarl import URL
 
+from fintank.bolt import Bolt, Out, State, decoded
+from fintank.codec import dumps, loads
 from fintank.config import Settings
 from fintank.engine import Engine, EngineConfig, Group, KafkaClients, KafkaSettings
+from fintank.engine.task import Batch, Context
+from fintank.records import DeadLetter
 from fintank.sinks.influx import InfluxPersister
+from fintank.sinks.lines import deadletter_line
 from fintank.sinks.transports import InfluxV1Transport, InfluxV2Transport, Transport
+from fintank.topology import (
+    DEADLETTERS,
+    BoltSpec,
+    Request,
+    Response,
+    Route,
+    Topology,
+    TopologyError,
+)
 
 
 class NoKafka(BootStrategy):
@@ -81,6 +104,7 @@ def make_engine(
     groups: Sequence[Group],
     outputs: dict[str, str],
     persister: InfluxPersister,
+    deadletters: str | None,
 ) -> Engine:
     """The engine for ``groups``, its members reachable at the app's web address."""
 
@@ -89,7 +113,245 @@ def make_engine(
 
     config = EngineConfig(
         app_id=settings.app_id,
-        deadletters=settings.topics.deadletters,
+        deadletters=deadletters,
         commit_interval=settings.commit_interval,
     )
     return Engine(config, groups, outputs, persister, KafkaClients(kafka_settings(settings)), url)
+
+
+# ---------------------------------------------------------------- bolts on the engine
+class BoltRunner:
+    """The engine's processor for one partition of one bolt: all of a bolt's I/O, in one place."""
+
+    def __init__(self, ctx: Context, spec: BoltSpec, topology: Topology) -> None:
+        self.ctx = ctx
+        cls = spec.cls
+        tables = {t.name: ctx.table(t.name) for t in cls.tables}
+        self.bolt: Bolt = cls(State(ctx.partition, tables), **spec.params)
+        streams = topology.streams
+        self.names = {streams[n].topic: n for n in cls.inputs}
+        self.decoders = {streams[n].topic: streams[n].decode for n in cls.inputs}
+        self.replays = {streams[n].topic: n for n in cls.replay}
+        self.allowed = frozenset(cls.outputs)
+        self.name = spec.name
+
+    async def recover(self, replayed: Mapping[str, Sequence[Any]]) -> None:
+        by_name = {self.replays[topic]: records for topic, records in replayed.items()}
+        await self.apply(self.bolt.recover(by_name, self.ctx.now()), None)
+
+    async def on_batch(self, batch: Batch) -> None:
+        now = self.ctx.now()
+        batch.name = self.names[batch.topic]
+        decode = self.decoders[batch.topic]
+        failed: list[tuple[int, DeadLetter]] = []
+        if decode is not None:
+            batch, failed = decoded(batch, decode, now)
+        out = self.bolt.process(batch, now) if batch.records else Out()
+        if failed:
+            out.deadletters[:0] = failed
+            out.deadletters.sort(key=_offset)
+        await self.apply(out, batch.topic)
+
+    async def on_clock(self, now: float) -> None:
+        await self.apply(self.bolt.tick(now), None)
+
+    async def apply(self, out: Out, topic: str | None) -> list[asyncio.Future[Any]]:
+        """Send what ``out`` says; returns the delivery futures of its emits."""
+        ctx = self.ctx
+        if out.deadletters:
+            if topic is None:
+                raise TopologyError(f"bolt {self.name!r}: dead letters outside a batch")
+            sent = await ctx.deadletter(topic, out.deadletters)
+            ctx.persist(deadletter_line(d.source_topic, d.timestamp) for d in sent)
+        futures = []
+        for emit in out.emits:
+            if emit.output not in self.allowed:
+                raise TopologyError(
+                    f"bolt {self.name!r} emitted to {emit.output!r}, not one of its outputs"
+                )
+            raw = isinstance(emit.value, bytes)
+            futures.append(await ctx.send(emit.output, emit.key, emit.value, raw=raw))
+        if out.points:
+            ctx.persist(out.points)
+        if out.then is not None:
+            ctx.track(self._then(futures, out.then))
+        return futures
+
+    async def _then(self, delivered: Sequence[asyncio.Future[Any]], then: Any) -> None:
+        """Once ``delivered`` are on Kafka: send ``then`` and wait until it is delivered too."""
+        await asyncio.gather(*delivered)
+        nxt = then(self.ctx.now()) if callable(then) else then
+        await asyncio.gather(*await self.apply(nxt, None))
+
+
+def _offset(pair: tuple[int, DeadLetter]) -> int:
+    return pair[0]
+
+
+def groups(topology: Topology) -> list[Group]:
+    """One engine group per bolt: its inputs, tables, replays and clock."""
+    topics = topology.streams
+
+    def make(spec: BoltSpec) -> Any:
+        return lambda ctx: BoltRunner(ctx, spec, topology)
+
+    return [
+        Group(
+            spec.name,
+            tuple(topics[n].topic for n in spec.cls.inputs),
+            make(spec),
+            tables=spec.cls.tables,
+            replay=tuple(topics[n].topic for n in spec.cls.replay),
+            clock=spec.cls.every,
+        )
+        for spec in topology.bolts
+    ]
+
+
+# ---------------------------------------------------------------- the worker
+@dataclass
+class Runtime:
+    """A topology built into a worker: the faust app, the engine, the persister."""
+
+    topology: Topology
+    settings: Settings
+    app: FintankApp
+    engine: Engine
+    persister: InfluxPersister
+
+    def bolts(self, cls: type[Bolt]) -> list[Bolt]:
+        """This worker's recovered instances of ``cls`` (one per partition it owns)."""
+        name = self.topology.spec(cls).name
+        out = []
+        for task in list(self.engine.tasks.values()):
+            if (
+                task.group.name == name
+                and task.ready.is_set()
+                and isinstance(task.processor, BoltRunner)
+            ):
+                out.append(task.processor.bolt)
+        return out
+
+
+def build(topology: Topology, settings: Settings | None = None) -> Runtime:
+    """The worker for ``topology``: app, engine (one group per bolt), persister, routes."""
+    topology.check()
+    if settings is None:
+        settings = Settings()
+    if not settings.app_id:
+        settings = replace(settings, app_id=topology.name)
+    dead = topology.streams.get(DEADLETTERS)
+    app = make_app(settings)
+    persister = make_persister(settings)
+    outputs = {name: stream.topic for name, stream in topology.streams.items()}
+    engine = make_engine(
+        settings, app, groups(topology), outputs, persister, dead.topic if dead else None
+    )
+    app.service(engine)  # type: ignore[arg-type]  # faust types it as a class; instances work
+    runtime = Runtime(topology, settings, app, engine, persister)
+    for factory in topology.services:
+        app.service(factory(settings))
+    for route in [*topology.routes, *_builtin_routes(runtime)]:
+        _serve(runtime, route)
+    return runtime
+
+
+def _builtin_routes(runtime: Runtime) -> list[Route]:
+    """``GET /health`` and ``GET /debug/consumer``, for every topology."""
+    engine, persister = runtime.engine, runtime.persister
+
+    def health(request: Request) -> Response:
+        bolts: dict[str, dict[str, int]] = {}
+        for spec in runtime.topology.bolts:
+            totals: dict[str, int] = {}
+            for bolt in runtime.bolts(spec.cls):
+                for name, value in bolt.stats().items():
+                    totals[name] = totals.get(name, 0) + value
+            bolts[spec.name] = totals
+        stats = persister.stats
+        return Response(
+            200,
+            {
+                "ready": engine.ready.is_set() and bool(engine.assigned),
+                "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in engine.assigned),
+                "persister": {
+                    "buffered": len(persister),
+                    "written": stats.written,
+                    "batches": stats.batches,
+                    "retries": stats.retries,
+                    "rejected": stats.rejected,
+                },
+                "engine": engine.stats,
+                "bolts": bolts,
+            },
+        )
+
+    paths = {r.path for r in runtime.topology.routes}
+    builtin = [
+        Route("/health", health),
+        Route("/debug/consumer", lambda request: Response(200, engine.describe())),
+    ]
+    return [r for r in builtin if r.path not in paths]
+
+
+def _serve(runtime: Runtime, route: Route) -> None:
+    app, engine = runtime.app, runtime.engine
+
+    async def page(web: Any, request: Any, **params: str) -> Any:
+        req = Request(dict(params), dict(request.query))
+        if route.check is not None:
+            bad = route.check(req)
+            if bad is not None:
+                return _answer(web, bad)
+        if route.owner is not None and route.key is not None:
+            return _answer(web, await _owned(runtime, route, req, request.path))
+        if route.gather is not None and route.merge is not None:
+            local = route.handler(runtime.bolts(route.gather), req)
+            if req.query.get("scope") == "local":
+                return _answer(web, Response(200, local))
+            parts = [local]
+            for peer in sorted({u for u in engine.routing.urls if u and u != engine.url}):
+                url = URL(peer).with_path(request.path).with_query({**req.query, "scope": "local"})
+                reply = await _ask(app, url)
+                if reply.status != 200:
+                    return _answer(web, reply)
+                parts.append(reply.body)
+            return _answer(web, route.merge(parts, req))
+        return _answer(web, route.handler(req))
+
+    app.page(route.path)(page)
+
+
+async def _owned(runtime: Runtime, route: Route, req: Request, path: str) -> Response:
+    """The owner's answer: from this worker's bolt, or asked of the worker that owns the key."""
+    engine = runtime.engine
+    assert route.owner is not None and route.key is not None
+    group = runtime.topology.spec(route.owner).name
+    partition = engine.partition_of(group, route.key(req))
+    if partition is None:
+        return Response(503, {"error": "no partitions assigned yet"})
+    task = engine.task_for(group, partition)
+    if task is not None and isinstance(task.processor, BoltRunner):
+        answer: Response = route.handler(task.processor.bolt, req)
+        return answer
+    owner = engine.routing.owner(group, partition)
+    if owner is None or owner == engine.url or req.query.get("routed"):
+        return Response(503, {"error": f"{group}[{partition}] has no ready owner; try again"})
+    url = URL(owner).with_path(path).with_query({**req.query, "routed": "1"})
+    return await _ask(runtime.app, url)
+
+
+async def _ask(app: faust.App, url: URL) -> Response:
+    """GET ``url`` from another worker: its answer, or a 503 saying why not."""
+    try:
+        async with app.http_client.get(url, timeout=aiohttp.ClientTimeout(total=5)) as reply:
+            raw = await reply.read()
+            return Response(reply.status, loads(raw) if raw else None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return Response(503, {"error": f"worker {url.origin()} did not answer: {exc!r}"})
+
+
+def _answer(web: Any, response: Response) -> Any:
+    body = response.body
+    raw = body if isinstance(body, bytes) else dumps(body)
+    return web.bytes(raw, content_type=response.content_type, status=response.status)

@@ -1,217 +1,127 @@
-"""The fintank topology: which bolt reads which topic and writes where, keyed how.
+"""The fintank topology: which bolt reads which stream and writes where, keyed how.
 
-    ticks (key=symbol) ─► [TickDeserializer] ─┬─► InfluxDB bid_ask (batched)
-                                              ├─► deadletters (key=source topic)
-                                              ├─► [Analytics] ─► candles, indicators, signals, alerts
-                                              │     (+ a 0.5 s clock closing candles by wall clock)
-                                              └─► [RuleEngine.on_ticks] ─┐
-    orders (key=portfolio_order_id)                                      │
-      └─► [OrderValidator] ─┬─► deadletters                              │
-                            ├─► fintank-components (key=symbol) ─► [RuleEngine.on_components]
-                            ├─► fintank-positions (key=taxpayer)         │
-                            └─► InfluxDB portfolio_orders, portfolio_component_orders
-                                                                         ▼
-               executions (key=symbol) ─► fills (key=symbol) ─► InfluxDB executions, fills
-    fills ─► [re-key by taxpayer] ─► fintank-positions ─► [PositionKeeper] ─► GET /positions/{id}
+    ticks (key=symbol) ─► [Market] ─┬─► InfluxDB bid_ask, candles       (TickDeserializer, Analytics,
+                                    ├─► candles, indicators, signals,    RuleEngine; a 0.5 s clock
+    components (key=symbol) ───────►│   alerts                           closes quiet candles)
+        ▲                           ├─► executions ─► fills ─► InfluxDB executions, fills
+        │                           └─► deadletters (key=source topic)
+    orders (key=portfolio_order_id) ─► [Orders] ─┬─► components, deadletters
+                                                 └─► positions (key=taxpayer), InfluxDB orders
+    fills (key=symbol) ─► [FillsByTaxpayer] ─► positions
+    positions (key=taxpayer) ─► [Positions] ─► accounts ─► GET /positions/{taxpayer_id}
 
-ticks and fintank-components have the same partition count and key, so the
-engine gives partition p of both to one task of the ``market`` group: a
-symbol's quote and its resting components meet in one `SymbolBook` (Storm's
-fields grouping). The agents are in `fintank.agents`; the engine
-(`fintank.engine`) consumes, keeps state and commits.
+ticks and components share a key and a partition count, so partition p of
+both reaches one Market instance: a symbol's quote and its resting
+components meet in one `SymbolBook` (Storm's fields grouping). The bolts are
+in `fintank.bolts`; the runtime (`fintank.runtime`) runs them on fintank's
+engine.
 
-Run it: ``.venv/bin/faust -A topologies.fintank worker -l info``.
+Run it: ``fintank worker`` or ``.venv/bin/faust -A topologies.fintank worker -l info``.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from typing import Any
 
-import aiohttp
-from faust.web import Request, Response
-from yarl import URL
-
-from fintank import agents
 from fintank.analytics import http as analytics_http
 from fintank.analytics.engine import AnalyticsConfig
-from fintank.analytics.http import candles_route, instruments_response
-from fintank.codec import dumps, loads
-from fintank.config import Settings
+from fintank.bolts import FillsByTaxpayer, Market, Orders, Positions
+from fintank.config import Settings, Topics
 from fintank.feed import RecentFeed
 from fintank.records import Tick
-from fintank.runtime import make_app, make_engine, make_persister
+from fintank.runtime import build
+from fintank.topology import Request, Response, Topology
 from fintank.trading import position_json
 from fintank.trading.records import taxpayer_key
 from fintank.web import live_page
 
 settings = Settings.from_env(os.environ)  # the process edge: read once, pass down
 topics = settings.topics
-app = make_app(settings)
-persister = make_persister(settings)
-engine = make_engine(
-    settings,
-    app,
-    agents.groups(topics, AnalyticsConfig.from_settings(settings), persister),
-    agents.outputs(topics),
-    persister,
-)
-app.service(engine)
+
+#: What each stream is keyed by (its grouping): the inputs a bolt reads together share one.
+KEYS = {
+    "ticks": "symbol",
+    "orders": "portfolio_order_id",
+    "components": "symbol",
+    "executions": "symbol",
+    "fills": "symbol",
+    "candles": "symbol",
+    "indicators": "symbol",
+    "signals": "symbol",
+    "alerts": "symbol",
+    "positions": "taxpayer_id",
+    "deadletters": "source_topic",
+}
+
+topology = Topology("fintank")
+for f in fields(Topics):  # every stream on its configured topic (docs/wire-format.md)
+    topology.stream(f.name, getattr(topics, f.name), key=KEYS[f.name])
+topology.bolt(Market, analytics=AnalyticsConfig.from_settings(settings))
+topology.bolt(Orders)
+topology.bolt(FillsByTaxpayer)
+topology.bolt(Positions)
+
 feed = RecentFeed(
     settings.bootstrap,
-    {
-        "executions": topics.executions,
-        "fills": topics.fills,
-        "signals": topics.signals,
-        "alerts": topics.alerts,
-    },
+    {name: getattr(topics, name) for name in ("executions", "fills", "signals", "alerts")},
 )
-app.service(feed)
+topology.service(lambda _settings: feed)
 
 
 # ---------------------------------------------------------------- HTTP
-def answer(web: Any, response: analytics_http.Response) -> Response:
-    """A JSON answer written by fintank's codec (it knows fintank's records)."""
-    return web.bytes(dumps(response.body), content_type="application/json", status=response.status)
-
-
-async def routed(web: Any, request: Request, group: str, key: str) -> tuple[Any, Response | None]:
-    """The local processor owning ``key`` in ``group``, or the owner's answer (proxied).
-
-    Every worker answers every key: a key owned elsewhere is asked of its
-    owner (one hop; the owner answers from its own state).
-    """
-    partition = engine.partition_of(group, key)
-    if partition is None:
-        return None, answer(web, analytics_http.error(503, "no partitions assigned yet"))
-    task = engine.task_for(group, partition)
-    if task is not None:
-        return task.processor, None
-    owner = engine.routing.owner(group, partition)
-    if owner is None or owner == engine.url or request.query.get("routed"):
-        return None, answer(
-            web, analytics_http.error(503, f"{group}[{partition}] has no ready owner; try again")
-        )
-    url = URL(owner).with_path(request.path).with_query({**request.query, "routed": "1"})
-    try:
-        async with app.http_client.get(url, timeout=aiohttp.ClientTimeout(total=5)) as reply:
-            body = await reply.read()
-            return None, web.bytes(body, content_type="application/json", status=reply.status)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        error = analytics_http.error(503, f"worker {owner} did not answer: {exc!r}")
-        return None, answer(web, error)
-
-
-@app.page("/health")
-async def health(web: Any, request: Request) -> Response:
-    """``GET /health``: is this worker assigned and processing? Persister, ledger, analytics."""
-    markets = [t.processor for t in engine.tasks.values() if t.group.name == "market"]
-    stats = persister.stats
-    return web.json(
-        {
-            "ready": engine.ready.is_set() and bool(engine.assigned),
-            "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in engine.assigned),
-            "persister": {
-                "buffered": len(persister),
-                "written": stats.written,
-                "batches": stats.batches,
-                "retries": stats.retries,
-                "rejected": stats.rejected,
-            },
-            "ledger": {
-                "executions": sum(len(m.ledger.executions) for m in markets),
-                "fills": sum(len(m.ledger.filled) for m in markets),
-            },
-            "analytics": {"late_ticks": sum(m.analytics.late_ticks for m in markets)},
-            "engine": engine.stats,
-        }
-    )
-
-
-@app.page("/positions/{taxpayer_id}")
-async def get_positions(web: Any, request: Request, taxpayer_id: str) -> Response:
-    """``GET /positions/{taxpayer_id}``: cash and shares summed from fills (any worker answers)."""
-    key = taxpayer_key(taxpayer_id)
-    processor, reply = await routed(web, request, "positions", key)
-    if reply is not None:
-        return reply
-    account = processor.accounts.get(key)
+def positions(bolt: Positions, request: Request) -> Response:
+    """``GET /positions/{taxpayer_id}``: cash and shares summed from fills; 404 if unknown."""
+    taxpayer_id = request.params["taxpayer_id"]
+    account = bolt.accounts.get(taxpayer_key(taxpayer_id))
     if account is None:
-        return web.json(
-            {"error": f"unknown taxpayer {taxpayer_id!r} (no accepted order)"}, status=404
-        )
-    return web.json(position_json(account.taxpayer_id, account.position))
+        return Response(404, {"error": f"unknown taxpayer {taxpayer_id!r} (no accepted order)"})
+    return Response(200, position_json(account.taxpayer_id, account.position))
 
 
-@app.page("/candles/{symbol}")
-async def get_candles(web: Any, request: Request, symbol: str) -> Response:
-    """``GET /candles/{symbol}?interval=1m&minutes=30`` (any worker answers)."""
+def candles(bolt: Market, request: Request) -> Response:
+    """``GET /candles/{symbol}?interval=1m&minutes=30``: emitted candles, then the open one."""
+    answer = analytics_http.candles_route(request.params["symbol"], request.query, bolt.analytics)
+    return Response(answer.status, answer.body)
+
+
+def candle_query(request: Request) -> Response | None:
+    """A 400 for bad ``interval``/``minutes``, before the symbol is looked up anywhere."""
     query = analytics_http.parse_candle_query(request.query)
-    if isinstance(query, str):
-        return answer(web, analytics_http.error(400, query))  # 400 before anything about the key
-    processor, reply = await routed(web, request, "market", symbol)
-    if reply is not None:
-        return reply
-    return answer(web, candles_route(symbol, request.query, processor.analytics))
+    return Response(400, {"error": query}) if isinstance(query, str) else None
 
 
-@app.page("/instruments")
-async def get_instruments(web: Any, request: Request) -> Response:
-    """``GET /instruments``: every symbol's quote, gathered from every worker.
-
-    Each worker holds the quotes of its own partitions; the newest quote of
-    each symbol wins. ``?scope=local`` answers from this worker alone (how
-    workers ask each other).
-    """
-    quotes: dict[str, Tick] = {}
-    for task in list(engine.tasks.values()):
-        if task.group.name != "market" or not task.ready.is_set():
-            continue
-        books = task.processor.books
-        for key in books.all_keys():
-            book = books.get(key)
-            if book is not None and book.quote is not None:
-                _newest(quotes, book.quote)
-    if request.query.get("scope") != "local":
-        for peer in _peers():
-            try:
-                async with app.http_client.get(
-                    URL(peer).with_path("/instruments").with_query(scope="local"),
-                    timeout=aiohttp.ClientTimeout(total=5),
-                ) as reply:
-                    reply.raise_for_status()
-                    for quote in loads(await reply.read()):
-                        _newest(quotes, Tick(**quote))
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                error = analytics_http.error(503, f"worker {peer} did not answer: {exc!r}")
-                return answer(web, error)
-    return answer(web, instruments_response(quotes))
+def quotes(markets: list[Market], request: Request) -> list[Any]:
+    """This worker's quotes (its partitions' books)."""
+    found = [book.quote for m in markets for book in map(m.books.get, m.books.all_keys())]
+    return [q for q in found if q is not None]
 
 
-def _newest(quotes: dict[str, Tick], quote: Tick) -> None:
-    held = quotes.get(quote.symbol)
-    if held is None or quote.timestamp > held.timestamp:
-        quotes[quote.symbol] = quote
+def newest_quotes(parts: list[list[Any]], request: Request) -> Response:
+    """``GET /instruments``: every symbol's newest quote, from every worker."""
+    newest: dict[str, Tick] = {}
+    for part in parts:
+        for quote in part:
+            tick = quote if isinstance(quote, Tick) else Tick(**quote)
+            held = newest.get(tick.symbol)
+            if held is None or tick.timestamp > held.timestamp:
+                newest[tick.symbol] = tick
+    answer = analytics_http.instruments_response(newest)
+    return Response(answer.status, answer.body)
 
 
-def _peers() -> list[str]:
-    """The web addresses of the other members of the group (from the last assignment)."""
-    return sorted({u for u in engine.routing.urls if u and u != engine.url})
+topology.route(
+    "/positions/{taxpayer_id}",
+    positions,
+    owner=Positions,
+    key=lambda r: taxpayer_key(r.params["taxpayer_id"]),
+)
+topology.route(
+    "/candles/{symbol}", candles, owner=Market, key=lambda r: r.params["symbol"], check=candle_query
+)
+topology.route("/instruments", quotes, gather=Market, merge=newest_quotes)
+topology.route("/recent", lambda request: Response(200, feed.recent()))
+topology.route("/", lambda request: Response(200, live_page(), "text/html"))
 
-
-@app.page("/recent")
-async def get_recent(web: Any, request: Request) -> Response:
-    """``GET /recent``: the newest executions, fills, signals and alerts (live page)."""
-    return answer(web, analytics_http.Response(200, feed.recent()))
-
-
-@app.page("/")
-async def live(web: Any, request: Request) -> Response:
-    """The live page: quotes, candles, executions, fills, signals and alerts."""
-    return web.bytes(live_page(), content_type="text/html")
-
-
-@app.page("/debug/consumer")
-async def debug_consumer(web: Any, request: Request) -> Response:
-    """Per input partition: processed and committed offsets, fetched/processed/discarded records."""
-    return web.json(engine.describe())
+app = build(topology, settings).app  # faust -A topologies.fintank worker

@@ -112,7 +112,8 @@ class EngineConfig:
     """How the engine paces itself."""
 
     app_id: str
-    deadletters: str  # the dead-letter topic (its records say which input record they judge)
+    #: The dead-letter topic (its records say which input record they judge), if any.
+    deadletters: str | None = None
     commit_interval: float = 0.5
     #: Records queued for one task before its partitions are paused.
     max_queued: int = 100_000
@@ -282,7 +283,11 @@ class Engine(mode.Service):
         and the first batch processed.
         """
         started = time.monotonic()
-        tps = [TopicPartition(self.config.deadletters, p) for p in self._deadletter_partitions]
+        tps = [
+            TopicPartition(self.config.deadletters, p)
+            for p in self._deadletter_partitions
+            if self.config.deadletters
+        ]
         for g in self.groups.values():
             n = self._partitions.get(g.name, 0)
             topics = [*g.inputs, *g.replay, *(self.changelog_topic(t) for t in g.tables)]
@@ -304,13 +309,17 @@ class Engine(mode.Service):
             names = set(await admin.list_topics())
             inputs = sorted({t for g in self.groups.values() for t in g.inputs})
             replays = sorted({t for g in self.groups.values() for t in g.replay})
-            needed = [*inputs, *replays, self.config.deadletters]
+            dead = [self.config.deadletters] if self.config.deadletters else []
+            needed = [*inputs, *replays, *dead]
             missing = sorted({t for t in needed if t not in names})
             if missing:
-                raise EngineError(f"topics {missing} do not exist; create them first (invoke up)")
+                raise EngineError(
+                    f"topics {missing} do not exist; create them first (fintank topics create)"
+                )
             described = await admin.describe_topics(sorted(set(needed)))
             counts = {d["topic"]: len(d["partitions"]) for d in described}
-            self._deadletter_partitions = list(range(counts.get(self.config.deadletters, 0)))
+            if self.config.deadletters:
+                self._deadletter_partitions = list(range(counts[self.config.deadletters]))
             wanted: dict[str, int] = {}
             for g in self.groups.values():
                 have = {t: counts[t] for t in g.inputs}
@@ -709,7 +718,11 @@ class Engine(mode.Service):
                 wanted[TopicPartition(self.changelog_topic(table), t.partition)] = (t, table.name)
             for topic in t.group.replay:
                 wanted[TopicPartition(topic, t.partition)] = (t, topic)
-        dead = [TopicPartition(self.config.deadletters, p) for p in self._deadletter_partitions]
+        dead = [
+            TopicPartition(self.config.deadletters, p)
+            for p in self._deadletter_partitions
+            if self.config.deadletters
+        ]
         records = await read_partitions(self.reader, [*wanted, *dead])
         replayed: dict[Task, dict[str, list[Any]]] = {t: {} for t in tasks}
         for tp, (task, name) in wanted.items():

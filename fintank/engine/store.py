@@ -21,7 +21,7 @@ from fintank.engine.spec import Table
 
 
 class PartitionStore:
-    """One partition of one `Table`: ``get``/``stage``/``stage_delete``, restored from its changelog."""
+    """One partition of one `Table`: ``get``/``put``/``delete``, restored from its changelog."""
 
     __slots__ = ("table", "partition", "data", "dirty")
 
@@ -54,6 +54,14 @@ class PartitionStore:
         self.dirty.add(key)
 
     set = stage  # the positions keeper calls it ``set``
+
+    def put(self, key: str, value: Any) -> None:
+        """`stage` in this store's own partition: what a bolt writes."""
+        self.stage(self.partition, key, value)
+
+    def delete(self, key: str) -> None:
+        """`stage_delete` in this store's own partition."""
+        self.stage_delete(self.partition, key)
 
     def stage_delete(self, partition: int, key: str) -> None:
         """Remove ``key``; its tombstone reaches the changelog at the next commit point."""

@@ -38,14 +38,18 @@ log = logging.getLogger(__name__)
 
 
 class Batch:
-    """Records fetched together from one input partition (aiokafka ConsumerRecords), in order."""
+    """Records fetched together from one input partition (aiokafka ConsumerRecords), in order.
 
-    __slots__ = ("topic", "partition", "records")
+    ``name``: the stream's name in its topology (the topic's, until a runtime sets it).
+    """
+
+    __slots__ = ("topic", "partition", "records", "name")
 
     def __init__(self, topic: str, partition: int, records: Sequence[Any]) -> None:
         self.topic = topic
         self.partition = partition
         self.records = records
+        self.name = topic
 
     @property
     def tp(self) -> TopicPartition:
@@ -61,7 +65,8 @@ class Batch:
         """One past the last record's offset: the offset to commit once this batch is durable."""
         return int(self.records[-1].offset) + 1
 
-    def values(self) -> list[bytes | None]:
+    def values(self) -> list[Any]:
+        """The records' values: bytes (or None), or what the stream's ``decode`` made of them."""
         return [r.value for r in self.records]
 
     def offsets(self) -> list[int]:

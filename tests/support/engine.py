@@ -7,7 +7,7 @@ per input record it sends an ``out`` record, keeps a count per key and the
 newest offset per input in a table, persists a line, dead-letters ``bad``
 records, and for ``exec`` records sends one ``exec`` and then (once
 delivered) one ``fill`` that must each exist exactly once, with a ledger
-rebuilt from those topics at assignment, as `fintank.agents.Market` does for
+rebuilt from those topics at assignment, as `fintank.bolts.Market` does for
 executions and fills. It also checks, as it goes, what only it can see (the
 offsets it is handed, sends after a revoke); `Cluster.on_send` checks
 every record handed to a producer. Violations are collected in

@@ -1,6 +1,6 @@
 """The trading path through random batches, deliveries, commits, crashes and restarts.
 
-The real topology (`fintank.agents`: ``Orders``, ``Market``, ``FillsByTaxpayer``,
+The real topology (`fintank.bolts`: ``Orders``, ``Market``, ``FillsByTaxpayer``,
 ``Positions``) runs on the real `fintank.engine.Engine` over the in-memory
 broker of `tests.support.broker`, which lets the test choose every step:
 ticks (3 symbols, a few prices, timestamps mostly increasing, with ties and
@@ -36,14 +36,14 @@ import asyncio
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from fintank import agents
+from fintank import bolts as fintank_bolts
 from fintank.analytics.engine import AnalyticsConfig
 from fintank.codec import loads
 from fintank.config import Topics
@@ -51,6 +51,8 @@ from fintank.engine import Group
 from fintank.engine.kafka import TopicPartition, partition_for
 from fintank.engine.task import Batch, Context
 from fintank.records import Tick
+from fintank.runtime import groups as topology_groups
+from fintank.topology import Topology
 from fintank.trading.records import (
     ComponentOrder,
     Execution,
@@ -129,7 +131,7 @@ class Recorded:
         self.applied = self.broker.committed.get(tp, 0)
         ends = self.arrivals.ticks_end
         ends[self.partition] = max(ends[self.partition], self.applied)
-        books = self.market.books
+        books = self.market.bolt.books
         self.restored = {key: books.get(key).offset + 1 for key in books.all_keys()}
         await self.market.recover(replayed)
 
@@ -143,9 +145,9 @@ class Recorded:
         for record in batch.records:
             comp = loads(record.value)
             cid, symbol = comp["component_order_id"], comp["symbol"]
-            book = self.market.books.get(symbol)
+            book = self.market.bolt.books.get(symbol)
             resting = book is not None and any(c.component_order_id == cid for c in book.resting)
-            if resting or cid in self.market.ledger.executions:
+            if resting or cid in self.market.bolt.ledger.executions:
                 continue
             lo = max(self.applied, self.restored.get(symbol, 0))
             self.arrivals.windows[cid].append((lo, max(lo, ends[self.partition])))
@@ -158,15 +160,27 @@ class Recorded:
 # --- workers on the fake broker -------------------------------------------------------
 
 
+def fintank_topology() -> Topology:
+    """The built-in topology's bolts and streams (as topologies/fintank.py declares them)."""
+    topology = Topology("fintank")
+    for f in fields(Topics):
+        topology.stream(f.name, getattr(TOPICS, f.name))
+    topology.bolt(fintank_bolts.Market, analytics=AnalyticsConfig())
+    topology.bolt(fintank_bolts.Orders)
+    topology.bolt(fintank_bolts.FillsByTaxpayer)
+    topology.bolt(fintank_bolts.Positions)
+    return topology
+
+
 class Cluster(Workers):
-    """Workers running the fintank topology (`fintank.agents.groups`), their Market
+    """Workers running the fintank topology (`fintank.runtime.groups`), their Market
     processors `Recorded`; counts the faults it injects."""
 
     def __init__(self) -> None:
         super().__init__(
             APP,
             (TOPICS.ticks, TOPICS.orders),
-            agents.outputs(TOPICS),
+            {f.name: getattr(TOPICS, f.name) for f in fields(Topics)},
             PARTITIONS,
             max_queued=8,
             steps=400,
@@ -181,7 +195,7 @@ class Cluster(Workers):
 
     def _groups(self, worker: Worker) -> list[Group]:
         groups = []
-        for group in agents.groups(TOPICS, AnalyticsConfig(), worker.persister):
+        for group in topology_groups(fintank_topology()):
             group = replace(group, clock=None)  # no wall-clock timers: the test runs the loop
             if group.name == "market":
                 group = self._recorded(group)
@@ -253,7 +267,7 @@ class Cluster(Workers):
         for w in self.members():
             for task in w.engine.tasks.values():
                 if task.group.name == "positions":
-                    store = task.context.table(agents.ACCOUNTS.name)
+                    store = task.context.table(fintank_bolts.ACCOUNTS.name)
                     out.update({key: store.get(key) for key in store.all_keys()})
         return out
 
