@@ -8,8 +8,10 @@ the v1 transport. Then every query of every panel in
 (``$timeFilter``, ``$__interval``, ``$__interval_ms``, the template
 variables) and run on InfluxDB: each must return series with exactly the
 columns the panel plots, and the totals must add up to the data loaded.
-A last check holds every measurement, tag and field a panel names to
-CONTRACT.md's table (plus the documented ``deadletters`` extension).
+A last check holds every measurement, tag and field a panel names to the
+measurements table of docs/wire-format.md (the project's own statement of
+the wire contract, inside the repository), plus the ``deadletters``
+extension the worker writes.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from tests.support.trading import entry, order
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboards" / "order-flow.json"
-CONTRACT = REPO.parent / "shared" / "CONTRACT.md"
+WIRE_FORMAT = REPO / "docs" / "wire-format.md"
 
 SYMBOLS = ["VTI", "IVE", "IWS"]
 INTERVAL, INTERVAL_MS = "10s", 10_000  # what Grafana picks for $__interval on a ~1h range
@@ -307,13 +309,19 @@ def test_panel_numbers_add_up_to_the_order_flow_that_was_written(env: Env) -> No
     )
 
 
-# --- the contract ------------------------------------------------------------------
+# --- the wire format ---------------------------------------------------------------
 
 
-def contract_measurements() -> dict[str, tuple[set[str], set[str]]]:
-    """CONTRACT.md's "InfluxDB measurements" table: measurement -> (tags, fields)."""
-    text = CONTRACT.read_text()
-    section = text.split("## InfluxDB measurements", 1)[1].split("\n## ", 1)[0]
+def documented_measurements() -> dict[str, tuple[set[str], set[str]]]:
+    """docs/wire-format.md's "InfluxDB measurements" tables: measurement -> (tags, fields).
+
+    The section runs from its heading to the next level-2 heading, so the
+    tables of its subsections (the ``deadletters`` extension) count too.
+    """
+    text = WIRE_FORMAT.read_text(encoding="utf-8")
+    heading = re.search(r"^## InfluxDB measurements$", text, re.M)
+    assert heading, f"{WIRE_FORMAT} has no '## InfluxDB measurements' section"
+    section = text[heading.end() :].split("\n## ", 1)[0]
     table: dict[str, tuple[set[str], set[str]]] = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -337,8 +345,7 @@ def deadletters_extension() -> dict[str, tuple[set[str], set[str]]]:
 
 
 def test_every_panel_names_only_contract_measurements_tags_and_fields() -> None:
-    assert CONTRACT.exists(), f"{CONTRACT} is missing: the shared/ folder sits beside the repo"
-    known = {**contract_measurements(), **deadletters_extension()}
+    known = {**documented_measurements(), **deadletters_extension()}
     assert {"bid_ask", "portfolio_orders", "executions", "fills", "candles"} <= set(known)
     dashboard = load_dashboard()
     queries = [(title, t["query"]) for title, t in all_targets(dashboard)]
@@ -349,7 +356,7 @@ def test_every_panel_names_only_contract_measurements_tags_and_fields() -> None:
         measurement = re.search(r'\bFROM "(\w+)"', query)
         assert measurement, f"{title}: no measurement in {query}"
         name = measurement.group(1)
-        assert name in known, f"{title}: measurement {name!r} is not in CONTRACT.md"
+        assert name in known, f"{title}: measurement {name!r} is not in docs/wire-format.md"
         tags, fields = known[name]
         named = set(re.findall(r'"(\w+)"', query)) - {name} - set(aliases(query))
         unknown = named - tags - fields
