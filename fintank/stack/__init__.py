@@ -2,7 +2,8 @@
 
 No Docker here: Kafka runs from Maven Central jars with the machine's Java,
 the time-series servers from Debian's packages. `up`/`down`/`status` are used
-by `tasks.py` and by the integration-test fixtures alike.
+by `tasks.py` and by the integration-test fixtures alike. Installing them is
+`fintank.stack.provision` (imported lazily, never by this package's import).
 """
 
 from fintank.stack.stack import Service, Stack

@@ -1,16 +1,31 @@
-"""The three local servers and how to install, start, check and stop them."""
+"""The three local servers and how to start, check and stop them.
+
+Installing them (Maven, apt-get) is `fintank.stack.provision`'s job, imported
+only when something is missing, so using a stack that is installed never loads
+the provisioning code.
+
+Where things live, independent of where fintank is installed:
+
+* state (data, logs, pid files): ``settings.state_dir`` (``FINTANK_STATE_DIR``,
+  default ``.state``), relative to the current directory unless absolute;
+* Kafka's jars: the cache folder, ``FINTANK_CACHE_DIR`` (default
+  ``$XDG_CACHE_HOME/fintank``, else ``~/.cache/fintank``);
+* Kafka's Maven pom and log4j2 config: package data in ``fintank/stack/kafka/``,
+  read with `importlib.resources`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import shutil
+import os
 import subprocess
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from fintank.config import Settings
@@ -18,13 +33,38 @@ from fintank.errors import StackError
 from fintank.stack import procs
 from fintank.stack.topics import ensure_topics
 
-REPO = Path(__file__).resolve().parents[2]
-KAFKA_POM = REPO / "infra" / "kafka" / "pom.xml"
-KAFKA_LOG4J = REPO / "infra" / "kafka" / "log4j2.properties"
-APT_PACKAGES = {"influxd": "influxdb", "victoria-metrics": "victoria-metrics"}
-# Needed by the test suite only (the live page's browser test), not by the stack:
-# `./bootstrap` installs them, `invoke up` and the demo do not.
-TEST_APT_PACKAGES = {"chromium": "chromium"}
+KAFKA_POM = "pom.xml"
+KAFKA_LOG4J = "log4j2.properties"
+CACHE_ENV = "FINTANK_CACHE_DIR"
+
+
+def kafka_resource(name: str) -> str:
+    """The text of a file fintank ships for the local Kafka (`KAFKA_POM`, `KAFKA_LOG4J`)."""
+    return (resources.files("fintank.stack") / "kafka" / name).read_text(encoding="utf-8")
+
+
+def state_path(settings: Settings) -> Path:
+    """``settings.state_dir`` as an absolute path; a relative one is under the current directory."""
+    return Path(settings.state_dir).expanduser().absolute()
+
+
+def cache_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Where downloaded things (Kafka's jars, Maven's repository) are kept across runs.
+
+    ``FINTANK_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fintank``, else ``~/.cache/fintank``.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV]).expanduser().absolute()
+    xdg = env.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "fintank"
+
+
+def kafka_libs_ready(libs: Path) -> bool:
+    """True if ``libs`` holds the jars of the pom this fintank ships (resolved completely)."""
+    marker = libs / ".complete"
+    return marker.is_file() and marker.read_text(encoding="utf-8") == kafka_resource(KAFKA_POM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +79,16 @@ class Service:
 
 
 class Stack:
-    """Kafka + InfluxDB 1.x + VictoriaMetrics under ``settings.state_dir`` (relative to the repo)."""
+    """Kafka + InfluxDB 1.x + VictoriaMetrics under ``settings.state_dir``.
 
-    def __init__(self, settings: Settings, repo: Path = REPO) -> None:
+    A relative ``state_dir`` is resolved against the current directory when the
+    stack is made; ``cache`` (Kafka's jars) defaults to `cache_path`.
+    """
+
+    def __init__(self, settings: Settings, cache: Path | None = None) -> None:
         self.settings = settings
-        self.repo = repo
-        state = Path(settings.state_dir)
-        self.state = state if state.is_absolute() else repo / state
-        self.cache = repo / ".cache"
+        self.state = state_path(settings)
+        self.cache = cache_path() if cache is None else cache.expanduser().absolute()
         s = settings
         self.kafka = Service(
             "kafka",
@@ -74,45 +116,18 @@ class Stack:
     # ----------------------------------------------------------------- install
     def install(self, log: Callable[[str], None] = print) -> None:
         """Fetch Kafka's jars and apt-install the time-series servers if they are missing."""
-        self._require(
-            "java", "install a Java 17 runtime: apt-get install -y openjdk-17-jre-headless"
-        )
-        self.kafka_libs(log)
-        apt_install(APT_PACKAGES, log)
+        from fintank.stack import provision
+
+        provision.install(self.cache, log)
 
     def kafka_libs(self, log: Callable[[str], None] = print) -> Path:
         """The folder of Kafka's jars, resolved by Maven from Maven Central on first use."""
         libs = self.cache / "kafka-libs"
-        marker = libs / ".complete"
-        if marker.exists() and marker.read_text() == KAFKA_POM.read_text():
+        if kafka_libs_ready(libs):
             return libs
-        self._require("mvn", "install Maven: apt-get install -y maven")
-        log("resolving Apache Kafka jars from Maven Central (first run only)...")
-        shutil.rmtree(libs, ignore_errors=True)
-        done = subprocess.run(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(KAFKA_POM),
-                f"-Dmaven.repo.local={self.cache / 'm2'}",
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={libs}",
-                "-DincludeScope=runtime",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise StackError(f"mvn could not fetch Kafka's jars: {done.stdout.strip()[-400:]}")
-        marker.write_text(KAFKA_POM.read_text())
-        return libs
+        from fintank.stack import provision
 
-    @staticmethod
-    def _require(binary: str, how: str) -> None:
-        if shutil.which(binary) is None:
-            raise StackError(f"{binary} not found on PATH: {how}")
+        return provision.resolve_kafka_libs(self.cache, log)
 
     # ------------------------------------------------------------------ up/down
     def up(self, log: Callable[[str], None] = print) -> None:
@@ -162,6 +177,8 @@ class Stack:
                 port=port, controller=port + 1, data=data, partitions=self.settings.partitions
             )
         )
+        log4j = home / KAFKA_LOG4J
+        log4j.write_text(kafka_resource(KAFKA_LOG4J), encoding="utf-8")
         classpath = f"{self.kafka_libs(log)}/*"
         if not (data / "meta.properties").exists():
             cluster_id = _cluster_id()
@@ -190,7 +207,7 @@ class Stack:
             "-Xmx1g",
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+            f"-Dlog4j2.configurationFile={log4j}",
             "-cp",
             classpath,
             "kafka.Kafka",
@@ -233,33 +250,6 @@ class Stack:
         with urllib.request.urlopen(req, timeout=10) as resp:
             if resp.status != 200:
                 raise StackError(f"InfluxDB refused CREATE DATABASE: HTTP {resp.status}")
-
-
-def install_test_tools(log: Callable[[str], None] = print) -> None:
-    """Apt-install what only the test suite needs (Chromium for the live page), if missing."""
-    apt_install(TEST_APT_PACKAGES, log)
-
-
-def apt_install(packages: Mapping[str, str], log: Callable[[str], None] = print) -> None:
-    """Install Debian's packages whose binaries (``{binary: package}``) are not on PATH."""
-    missing = [pkg for binary, pkg in packages.items() if shutil.which(binary) is None]
-    if not missing:
-        return
-    if shutil.which("apt-get") is None:
-        raise StackError(f"apt-get not found on PATH: install {' '.join(missing)} yourself")
-    log(f"installing {' '.join(missing)} from Debian's packages (apt-get)...")
-    for argv in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", *missing],
-    ):
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
-        if done.returncode != 0:
-            raise StackError(f"{' '.join(argv)} failed: {done.stderr.strip()[-300:]}")
 
 
 KAFKA_PROPERTIES = """\

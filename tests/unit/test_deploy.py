@@ -1,9 +1,15 @@
-"""The Docker stack file and Grafana provisioning, validated as far as this machine can.
+"""The Docker stack file, the image, Grafana provisioning and the package, validated here.
 
 There is no Docker engine here, so nothing is started: the files must parse,
 every host path they mount must exist in the repository, every FINTANK_*
 variable they set must be a setting that `Settings.from_env` accepts with
 that value, and every image and host port must be the documented ones.
+
+The package (what `pip install` of the wheel gets, checked for real by
+tests/integration/test_packaging.py): one version, the declared license,
+package data present, runtime dependencies without dev tools, no path into
+the source tree, state under the current directory, and the library's import
+graph free of the provisioning code.
 
 PyYAML is not a fintank dependency, so the YAML is read by `parse_yaml`, a
 strict reader of the block subset these files use (it raises on anything
@@ -16,19 +22,27 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
+import sys
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import fintank
 from fintank.config import PREFIX, Settings, Topics
+from fintank.stack import Stack, procs
+from fintank.stack.stack import KAFKA_LOG4J, KAFKA_POM, cache_path, kafka_resource
+from fintank.stack.worker import Worker
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 PROVISIONING = REPO / "dashboards" / "provisioning"
 DOCS = REPO / "README.md"
+PYPROJECT = REPO / "pyproject.toml"
 
 # The third-party images the stack may use (the README's table names each).
 IMAGES = {"kafka": "apache/kafka:4.1.1", "influxdb": "influxdb:1.8", "grafana": "grafana/grafana"}
@@ -237,6 +251,28 @@ def test_every_built_service_uses_the_dockerfile_and_its_sources_exist(
     assert (REPO / "topologies" / "fintank.py").is_file()
 
 
+def test_the_image_gets_what_the_build_needs() -> None:
+    """Every COPY source passes the Dockerfile's ignore file, and the build's inputs are copied."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = {
+        source.rstrip("*").rstrip("/")
+        for sources in re.findall(r"^COPY (.+) \S+$", text, re.M)
+        for source in sources.split()
+    }
+
+    assert "*" in ignore, "the ignore file should send only what is listed"
+    assert copied <= allowed, f"COPY sources the ignore file drops: {copied - allowed}"
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    for needed in ("pyproject.toml", project["readme"], *project["license-files"]):
+        assert needed in copied, needed
+    top_packages = {
+        p.split("*")[0].rstrip(".") for p in _setuptools()["packages"]["find"]["include"]
+    }
+    assert top_packages <= copied
+
+
 def test_every_mounted_host_path_exists_in_the_repo(compose: dict[str, Any]) -> None:
     named = set(compose["volumes"])
     mounts = 0
@@ -321,3 +357,172 @@ def test_grafana_provisioning_finds_the_dashboard_and_the_datasource(
     assert interpolated(env["FINTANK_INFLUX_DATABASE"]) == interpolated(
         compose["services"]["influxdb"]["environment"]["INFLUXDB_DB"]
     )
+
+
+# --- the package ------------------------------------------------------------------------
+
+
+def _setuptools() -> dict[str, Any]:
+    return dict(tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"])
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_the_version_is_written_once() -> None:
+    pyproject = tomllib.loads(PYPROJECT.read_text())
+
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    assert _setuptools()["dynamic"]["version"] == {"attr": "fintank.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", fintank.__version__)
+    init = (REPO / "fintank" / "__init__.py").read_text()
+    assert len(re.findall(r"^__version__ = ", init, re.M)) == 1
+
+
+def test_the_license_is_the_declared_one() -> None:
+    pyproject = tomllib.loads(PYPROJECT.read_text())
+    text = (REPO / "LICENSE").read_text()
+
+    assert pyproject["project"]["license"] == "Apache-2.0"  # an SPDX expression
+    assert pyproject["project"]["license-files"] == ["LICENSE"]
+    [requires] = pyproject["build-system"]["requires"]
+    assert requires == "setuptools>=77"  # SPDX `license` and `license-files`
+    assert text.split()[:5] == ["Apache", "License", "Version", "2.0,", "January"]
+    assert "END OF TERMS AND CONDITIONS" in text
+
+
+def test_runtime_dependencies_hold_no_dev_tools() -> None:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    runtime = _requirement_names(project["dependencies"])
+    extras = project["optional-dependencies"]
+
+    assert runtime == {
+        "faust-streaming",
+        "mode-streaming",
+        "aiokafka",
+        "orjson",
+        "influxdb-client",
+        "click",
+    }
+    assert {"faust-streaming==0.15.3", "mode-streaming==0.7.1", "aiokafka==0.14.0"} <= set(
+        project["dependencies"]
+    )
+    assert {"pytest", "hypothesis", "ta-lib", "invoke"} <= _requirement_names(extras["test"])
+    assert {"quixstreams", "py-spy", "confluent-kafka"} <= _requirement_names(extras["bench"])
+    assert {"ruff", "mypy"} <= _requirement_names(extras["lint"])
+    assert "fintank[test,bench,lint]" in extras["dev"]
+    assert "invoke" in _requirement_names(extras["dev"])
+    assert project["scripts"] == {"fintank": "fintank.cli:main"}
+    assert "-e '.[dev]'" in (REPO / "bootstrap").read_text()
+
+
+def test_package_data_is_declared_and_present() -> None:
+    patterns = _setuptools()["package-data"]["fintank"]
+
+    for pattern in patterns:
+        assert list((REPO / "fintank").glob(pattern)), f"package data {pattern!r} matches nothing"
+    for needed in (
+        "py.typed",
+        "web/*.html",
+        "stack/kafka/pom.xml",
+        "stack/kafka/log4j2.properties",
+    ):
+        assert needed in patterns, needed
+    assert "<artifactId>kafka_2.13</artifactId>" in kafka_resource(KAFKA_POM)
+    assert "rootLogger.level" in kafka_resource(KAFKA_LOG4J)
+    assert not (REPO / "infra").exists(), "the Kafka files live in fintank/stack/kafka/ now"
+
+
+def test_no_path_into_the_source_tree_in_the_package() -> None:
+    """What the wheel ships (fintank/, topologies/) never finds files relative to the clone."""
+    offenders = []
+    for package in ("fintank", "topologies"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if re.search(r"parents\[|\bREPO\b|__file__", line):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+
+    assert offenders == []
+
+
+# Entry points like ./bootstrap, which may import the provisioning code; not the library.
+ENTRY_POINTS = {"fintank.cli", "fintank.__main__", "fintank.stack.provision"}
+
+
+def test_importing_the_library_does_not_import_the_provisioning_code() -> None:
+    """fintank, its engine, agents, runtime and every other module but the entry points."""
+    code = (
+        "import importlib, importlib.util, json, pkgutil, sys\n"
+        "import fintank, fintank.engine, fintank.runtime\n"
+        "if importlib.util.find_spec('fintank.agents'):\n"
+        "    import fintank.agents\n"
+        "for m in pkgutil.walk_packages(fintank.__path__, 'fintank.'):\n"
+        f"    if m.name not in {sorted(ENTRY_POINTS)!r}:\n"
+        "        importlib.import_module(m.name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if 'provision' in m)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    # ...while the module itself exists under the name checked above.
+    assert importlib.util.find_spec("fintank.stack.provision") is not None
+
+
+def test_state_is_under_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FINTANK_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    stack = Stack(Settings())
+    assert stack.state == tmp_path / ".state"
+    assert stack.kafka.pid_file == tmp_path / ".state" / "kafka" / "kafka.pid"
+    assert Worker(Settings(), name="w").home == tmp_path / ".state" / "w"
+    assert stack.cache == tmp_path / "home" / ".cache" / "fintank"
+
+    elsewhere = tmp_path / "elsewhere"
+    assert Stack(Settings(state_dir=str(elsewhere))).state == elsewhere
+
+
+def test_the_cache_folder_follows_the_environment(tmp_path: Path) -> None:
+    assert cache_path({"FINTANK_CACHE_DIR": str(tmp_path / "c")}) == tmp_path / "c"
+    assert cache_path({"XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "fintank"
+    assert cache_path({}) == Path.home() / ".cache" / "fintank"
+    assert Stack(Settings(), cache=tmp_path / "k").cache == tmp_path / "k"
+
+
+def test_the_worker_runs_with_this_interpreter_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m faust``, in its own folder, with no PYTHONPATH added: no clone needed."""
+    monkeypatch.chdir(tmp_path)
+    spawned: list[dict[str, Any]] = []
+
+    def spawn(argv: list[str], pid_file: Path, log_file: Path, cwd: Path, env: Any) -> int:
+        spawned.append({"argv": argv, "cwd": cwd, "env": dict(env)})
+        return 0
+
+    monkeypatch.setattr(procs, "spawn", spawn)
+    monkeypatch.setattr(procs, "wait_until", lambda *args, **kwargs: None)
+    worker = Worker(Settings(web_port=16999), name="w")
+
+    assert worker.argv()[:6] == [
+        sys.executable,
+        "-m",
+        "faust",
+        "-A",
+        "topologies.fintank",
+        "worker",
+    ]
+    assert Worker(Settings(), app="my.topology").argv()[4] == "my.topology"
+    worker.start(env={"PATH": "/usr/bin"})
+    [run] = spawned
+    assert run["cwd"] == worker.home == tmp_path / ".state" / "w"
+    assert run["env"] == {"PATH": "/usr/bin", "FINTANK_STATE_DIR": str(tmp_path / ".state")}
