@@ -1,64 +1,55 @@
-"""fintank's one entry point for humans: `.venv/bin/invoke --list`.
+"""fintank's tasks for working in a clone: `.venv/bin/invoke --list`.
 
-Settings are read here, once, from FINTANK_* environment variables.
+The tasks that a person runs on a stack are the `fintank` command's
+(`fintank.cli`); these call the same helpers, so both say and check the same.
+Settings are read once, from FINTANK_* environment variables.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from invoke import Context, Exit, task
 
-from fintank.config import DOCS, PREFIX, Settings
+from fintank import cli
+from fintank.config import Settings
 from fintank.errors import FintankError
 
 REPO = Path(__file__).resolve().parent
 VENV_BIN = REPO / ".venv" / "bin"
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env(os.environ)
-    except FintankError as exc:
-        raise Exit(f"fintank: {exc}", code=2) from None
+T = TypeVar("T")
 
 
 def _fail(message: str) -> Exit:
     return Exit(f"fintank: {message}", code=2)
 
 
-def _symbols(raw: str) -> list[str]:
-    symbols = [s.strip() for s in raw.split(",") if s.strip()]
-    if not symbols:
-        raise _fail("--symbols needs at least one symbol, e.g. --symbols VTI,IVE,IWS")
-    return symbols
+def _or_exit(call: Callable[[], T]) -> T:
+    """``call()``; a `FintankError` (bad argument, setting, broker) becomes one line and exit 2."""
+    try:
+        return call()
+    except FintankError as exc:
+        raise _fail(" ".join(str(exc).split())) from None
 
 
-def _check_amounts(count: int, invalid: int, rate: float) -> None:
-    if count < 0 or invalid < 0:
-        raise _fail("--count and --invalid must be >= 0")
-    if rate < 0:
-        raise _fail("--rate must be >= 0 (0 = as fast as possible)")
+def _settings() -> Settings:
+    return _or_exit(cli.settings_from_env)
 
 
 def _send_or_print(
-    records: list[tuple[bytes | None, bytes]], topic: str, rate: float, dry_run: bool, what: str
+    records: list[cli.Record], topic: str, rate: float, dry_run: bool, what: str
 ) -> None:
     """Send (key, value) records to the configured ``topic`` at ``rate``, or print them."""
-    from fintank.producer import send_paced
-
     if dry_run:
-        for _, value in records:
-            sys.stdout.write(value.decode("utf-8", "backslashreplace") + "\n")
+        cli.print_records(records)
         return
     settings = _settings()
-    name = getattr(settings.topics, topic)
-    sent = asyncio.run(send_paced(settings.bootstrap, name, records, len(records), rate, topic))
-    print(f"sent {sent} records to {name!r} ({what})")
+    cli.quiet_output(verbose=False)  # no aiokafka log lines around a one-line error
+    print(f"{_or_exit(lambda: cli.send_records(settings, topic, records, rate))} ({what})")
 
 
 @task
@@ -66,10 +57,8 @@ def up(c: Context) -> None:
     """Start the local stack (Kafka KRaft, InfluxDB 1.x, VictoriaMetrics); installs what is missing."""
     from fintank.stack import Stack
 
-    try:
-        Stack(_settings()).up()
-    except FintankError as exc:
-        raise _fail(str(exc)) from None
+    settings = _settings()
+    _or_exit(lambda: Stack(settings).up())
 
 
 @task
@@ -86,17 +75,8 @@ def down(c: Context) -> None:
 @task
 def status(c: Context) -> None:
     """Say what runs: each server, its pid and whether it answers."""
-    from fintank.stack import Stack
-    from fintank.stack.worker import Worker
-
-    settings = _settings()
-    rows = Stack(settings).status()
-    worker = Worker(settings)
-    for service, pid, answers in rows:
-        state = "up" if answers else "down"
-        print(f"{service.name:17} {state:5} pid={pid or '-':<8} {service.address}")
-    wpid = worker.pid()
-    print(f"{'worker':17} {'up' if worker.is_up() else 'down':5} pid={wpid or '-':<8} {worker.url}")
+    for line in cli.status_lines(_settings()):
+        print(line)
 
 
 @task(help={"detach": "run in the background (pid and log under the state folder)"})
@@ -104,15 +84,15 @@ def worker(c: Context, detach: bool = False) -> None:
     """Run the Faust worker of topologies.fintank (`faust -A topologies.fintank worker -l info`)."""
     from fintank.stack.worker import Worker
 
-    w = Worker(_settings())
+    settings = _settings()
     if detach:
-        try:
-            w.start()
-        except FintankError as exc:
-            raise _fail(str(exc)) from None
+        w = Worker(settings)
+        _or_exit(w.start)
         print(f"worker: up at {w.url} (log {w.log_file})")
         return
-    os.execv(str(VENV_BIN / "faust"), w.argv())
+    argv = cli.worker_argv(settings)
+    sys.stdout.flush()
+    os.execv(argv[0], argv)
 
 
 @task(
@@ -134,18 +114,8 @@ def queue_ticks(
     seed: int = -1,
     dry_run: bool = False,
 ) -> None:
-    """Seed the ticks topic with random-walk quotes keyed by symbol."""
-    import orjson
-
-    from fintank.generators import INVALID_TICKS, random_walk_ticks
-
-    _check_amounts(count, invalid, rate)
-    names = _symbols(symbols)
-    ticks = random_walk_ticks(names, count, time.time(), None if seed < 0 else seed)
-    records: list[tuple[bytes | None, bytes]] = [
-        (t["symbol"].encode(), orjson.dumps(t)) for t in ticks
-    ]
-    records += [(b"invalid", INVALID_TICKS[i % len(INVALID_TICKS)]) for i in range(invalid)]
+    """Seed the ticks topic with random-walk quotes keyed by symbol (= `fintank seed ticks`)."""
+    records = _or_exit(lambda: cli.tick_records(symbols, count, invalid, seed, rate))
     _send_or_print(records, "ticks", rate, dry_run, f"{count} valid, {invalid} invalid")
 
 
@@ -172,24 +142,10 @@ def queue_orders(
     seed: int = -1,
     dry_run: bool = False,
 ) -> None:
-    """Seed the orders topic with random portfolio orders keyed by portfolio_order_id."""
-    import orjson
-
-    from fintank.generators import INVALID_ORDERS, random_orders
-
-    _check_amounts(count, invalid, rate)
-    if taxpayers < 1:
-        raise _fail("--taxpayers must be >= 1")
-    if not 0 <= limit_share <= 1:
-        raise _fail("--limit-share must be between 0 and 1")
-    names = _symbols(symbols)
-    orders = random_orders(
-        names, count, time.time(), taxpayers, limit_share, None if seed < 0 else seed
+    """Seed the orders topic with random portfolio orders keyed by id (= `fintank seed orders`)."""
+    records = _or_exit(
+        lambda: cli.order_records(symbols, count, invalid, seed, rate, taxpayers, limit_share)
     )
-    records: list[tuple[bytes | None, bytes]] = [
-        (o["portfolio_order_id"].encode(), orjson.dumps(o)) for o in orders
-    ]
-    records += [(b"invalid", INVALID_ORDERS[i % len(INVALID_ORDERS)]) for i in range(invalid)]
     _send_or_print(records, "orders", rate, dry_run, f"{count} valid, {invalid} invalid")
 
 
@@ -198,15 +154,16 @@ def demo(c: Context) -> None:
     """The main job: start the stack and a worker, seed ticks, show what landed where."""
     from fintank.demo import run_demo
 
-    try:
-        run_demo(_settings(), VENV_BIN)
-    except FintankError as exc:
-        raise _fail(str(exc)) from None
+    settings = _settings()
+    _or_exit(lambda: run_demo(settings, VENV_BIN))
 
 
 @task(help={"k": "only tests matching this pytest -k expression", "unit": "skip integration tests"})
 def test(c: Context, k: str = "", unit: bool = False) -> None:
-    """Run the whole test suite (integration tests start their own stack on test ports)."""
+    """The linters (`lint`), then the whole test suite (integration tests start their own
+    stack on test ports); ``-k``/``--unit`` pick tests and skip the linters."""
+    if not (k or unit):
+        lint(c)
     args = [str(VENV_BIN / "python"), "-m", "pytest", "tests"]
     if k:
         args += ["-k", k]
@@ -217,25 +174,17 @@ def test(c: Context, k: str = "", unit: bool = False) -> None:
 
 @task
 def lint(c: Context) -> None:
-    """ruff (lint + format check) and mypy on fintank/."""
-    c.run(f"{VENV_BIN}/ruff check fintank topologies tests tasks.py")
-    c.run(f"{VENV_BIN}/ruff format --check fintank topologies tests tasks.py")
+    """ruff (lint + format check) and mypy (strict: fintank/, topologies/, examples/)."""
+    c.run(f"{VENV_BIN}/ruff check fintank topologies examples tests tasks.py")
+    c.run(f"{VENV_BIN}/ruff format --check fintank topologies examples tests tasks.py")
     c.run(f"{VENV_BIN}/mypy")
 
 
 @task
 def config(c: Context) -> None:
     """Print the configuration table (FINTANK_* variables, defaults, meaning)."""
-    from dataclasses import fields
-
-    from fintank.config import Topics
-
-    print("| variable | default | meaning |\n|---|---|---|")
-    for f in fields(Settings):
-        if f.name in DOCS:
-            print(f"| `{PREFIX}{f.name.upper()}` | `{f.default}` | {DOCS[f.name]} |")
-    for f in fields(Topics):
-        print(f"| `{PREFIX}TOPIC_{f.name.upper()}` | `{f.default}` | topic name |")
+    for line in cli.config_table():
+        print(line)
 
 
 @task(

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from fintank.config import Settings
 from fintank.errors import StackError
+from fintank.topology import DEADLETTERS, Topology
 
 
 def wanted_topics(settings: Settings) -> dict[str, int]:
@@ -21,19 +22,34 @@ def wanted_topics(settings: Settings) -> dict[str, int]:
     return wanted
 
 
+def topology_topics(topology: Topology, settings: Settings) -> dict[str, int]:
+    """Topic name -> partitions for a topology's streams: ``settings.partitions`` each,
+    its dead letters 1 (as for fintank's own)."""
+    wanted = {s.topic: settings.partitions for s in topology.streams.values()}
+    dead = topology.streams.get(DEADLETTERS)
+    if dead is not None:
+        wanted[dead.topic] = 1
+    return wanted
+
+
 async def ensure_topics(
-    settings: Settings, log: Callable[[str], None] = print, timeout: float = 60
+    settings: Settings,
+    log: Callable[[str], None] = print,
+    timeout: float = 60,
+    wanted: dict[str, int] | None = None,
 ) -> None:
-    """Create the missing topics; raise `StackError` if an existing one has the wrong partition count."""
+    """Create the missing topics of ``wanted`` (default: fintank's, `wanted_topics`); raise
+    `StackError` if an existing one has the wrong partition count."""
     admin = await _connected_admin(settings, timeout)
     try:
-        wanted = wanted_topics(settings)
+        wanted = wanted_topics(settings) if wanted is None else wanted
         # Describe only topics that exist: a metadata request for a missing topic
         # may auto-create it with the broker's default partition count.
         names = set(await admin.list_topics())
         missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in names]
         if missing:
             await admin.create_topics(missing)
+            await _until_listed(admin, [t.name for t in missing], timeout)
             log(
                 "kafka: created topics "
                 + ", ".join(f"{t.name}({t.num_partitions})" for t in missing)
@@ -48,6 +64,18 @@ async def ensure_topics(
             raise StackError("kafka topics with the wrong partition count: " + "; ".join(wrong))
     finally:
         await admin.close()
+
+
+async def _until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout: float) -> None:
+    """Wait until the broker lists ``names``: CreateTopics answers once the controller has
+    them, a moment before the broker's metadata does, and a worker started in that moment
+    would find its topics missing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while unlisted := sorted(set(names) - set(await admin.list_topics())):
+        if loop.time() > deadline:
+            raise StackError(f"kafka created topics {unlisted} but does not list them")
+        await asyncio.sleep(0.05)
 
 
 async def _connected_admin(settings: Settings, timeout: float) -> AIOKafkaAdminClient:

@@ -1,4 +1,9 @@
-"""Run the Faust worker of `topologies.fintank` as a background process (demo, tests)."""
+"""Run a Faust worker (default: `topologies.fintank`) as a background process (demo, tests).
+
+The process is ``python -m faust -A <module> worker`` with this interpreter, so it
+finds fintank and the topology wherever they are installed: it depends neither on
+the current directory nor on PYTHONPATH.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,39 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from fintank.config import Settings
 from fintank.stack import procs
-from fintank.stack.stack import REPO
+from fintank.stack.stack import state_path
+
+DEFAULT_APP = "topologies.fintank"
 
 
 class Worker:
-    """One worker process: ``faust -A topologies.fintank worker``, its pid file, log and URL."""
+    """One worker process: ``python -m faust -A <app> worker``, its pid file, log and URL.
 
-    def __init__(self, settings: Settings, name: str = "worker", repo: Path = REPO) -> None:
+    Its files are under ``<state_dir>/<name>``; a relative ``state_dir`` is resolved
+    against the current directory when the worker is made.
+    """
+
+    def __init__(self, settings: Settings, name: str = "worker", app: str = DEFAULT_APP) -> None:
         self.settings = settings
-        self.repo = repo
-        state = Path(settings.state_dir)
-        home = (state if state.is_absolute() else repo / state) / name
+        self.app = app
+        self.state = state_path(settings)
+        home = self.state / name
         self.home = home
         self.pid_file = home / "worker.pid"
         self.log_file = home / "worker.log"
         self.url = f"http://127.0.0.1:{settings.web_port}"
 
     def argv(self) -> list[str]:
-        faust = Path(sys.executable).with_name("faust")
+        """The worker's command line; ``argv()[0]`` is this interpreter (`os.execv`-ready)."""
         return [
-            str(faust),
+            sys.executable,
+            "-m",
+            "faust",
             "-A",
-            "topologies.fintank",
+            self.app,
             "worker",
             "-l",
             "info",
@@ -58,12 +70,17 @@ class Worker:
         return bool(health and health.get("ready"))
 
     def start(self, timeout: float = 90, env: dict[str, str] | None = None) -> None:
-        """Start the worker unless it runs; wait until it has partitions and is processing."""
+        """Start the worker unless it runs; wait until it has partitions and is processing.
+
+        It runs in its own folder (``home``) with ``env`` (default: this process's),
+        and ``FINTANK_STATE_DIR`` set to the absolute state folder, so its faust data
+        directory lands next to its log whatever the caller's current directory was.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         if self.pid() is None:
             run_env = dict(os.environ if env is None else env)
-            run_env["PYTHONPATH"] = str(self.repo)
-            procs.spawn(self.argv(), self.pid_file, self.log_file, self.repo, run_env)
+            run_env["FINTANK_STATE_DIR"] = str(self.state)
+            procs.spawn(self.argv(), self.pid_file, self.log_file, self.home, run_env)
         procs.wait_until(self.is_up, "fintank worker", timeout, self.pid_file, self.log_file)
 
     def stop(self, timeout: float = 30) -> bool:
