@@ -73,7 +73,7 @@ class Sums:
         mid = (q.bid + q.ask) / 2
         return Sums(
             self.count + 1,
-            self.spread + q.ask - q.bid,
+            self.spread + (q.ask - q.bid),  # the spread first: ask - bid is exact enough
             self.size + q.size,
             self.mid_size + mid * q.size,
         )
