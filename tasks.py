@@ -40,25 +40,33 @@ def _settings() -> Settings:
     return _or_exit(cli.settings_from_env)
 
 
-def _send_or_print(
-    records: list[cli.Record], topic: str, rate: float, dry_run: bool, what: str
-) -> None:
-    """Send (key, value) records to the configured ``topic`` at ``rate``, or print them."""
+def _send_or_print(seeding: cli.Seeding, topic: str, dry_run: bool, json: bool) -> None:
+    """Send a seeding run to the configured ``topic`` on its schedule and print its summary
+    (as `fintank seed` does), or print the records."""
     if dry_run:
-        cli.print_records(records)
+        cli.print_records(_or_exit(lambda: cli.dry_run_records(seeding, json)))
         return
     settings = _settings()
-    cli.quiet_output(verbose=False)  # no aiokafka log lines around a one-line error
-    print(f"{_or_exit(lambda: cli.send_records(settings, topic, records, rate))} ({what})")
+    cli.quiet_output(verbose=False)  # no aiokafka log lines around a one-line error; alarms on
+    summary = _or_exit(lambda: cli.send_seeding(settings, topic, seeding))
+    name = getattr(settings.topics, topic)
+    for line in cli.seeding_report(name, len(seeding.invalid), summary, json):
+        print(line)
 
 
-@task
-def up(c: Context) -> None:
+def _count_or_duration(count: int, duration: float) -> tuple[int | None, float | None]:
+    """The tasks' ``--count -1`` and ``--duration 0`` mean "not given" (invoke has no None)."""
+    return (None if count == -1 else count), (None if duration == 0.0 else duration)
+
+
+@task(
+    help={
+        "brokers": "Kafka nodes, as `fintank up --brokers` (0: the state folder's cluster, else 1)"
+    }
+)
+def up(c: Context, brokers: int = 0) -> None:
     """Start the local stack (Kafka KRaft, InfluxDB 1.x, VictoriaMetrics); installs what is missing."""
-    from fintank.stack import Stack
-
-    settings = _settings()
-    _or_exit(lambda: Stack(settings).up())
+    _or_exit(lambda: cli.stack_up(brokers or None, print))
 
 
 @task
@@ -97,31 +105,37 @@ def worker(c: Context, detach: bool = False) -> None:
 
 @task(
     help={
-        "count": "how many valid ticks to send",
+        "count": f"how many valid ticks to send (default {cli.TICKS_COUNT}; not with --duration)",
+        "duration": "send for this many seconds instead of --count",
         "rate": "ticks per second (0 = as fast as possible)",
         "symbols": "comma-separated symbols",
         "invalid": "also send this many invalid ticks (they must land in deadletters)",
         "seed": "random seed (default: time-based)",
         "dry_run": "print the JSON instead of sending",
+        "json": "print the summary as one JSON object",
     }
 )
 def queue_ticks(
     c: Context,
-    count: int = 1000,
-    rate: float = 500,
+    count: int = -1,
+    duration: float = 0.0,
+    rate: float = 500.0,
     symbols: str = "VTI,IVE,IWS",
     invalid: int = 0,
     seed: int = -1,
     dry_run: bool = False,
+    json: bool = False,
 ) -> None:
     """Seed the ticks topic with random-walk quotes keyed by symbol (= `fintank seed ticks`)."""
-    records = _or_exit(lambda: cli.tick_records(symbols, count, invalid, seed, rate))
-    _send_or_print(records, "ticks", rate, dry_run, f"{count} valid, {invalid} invalid")
+    n, seconds = _count_or_duration(count, duration)
+    seeding = _or_exit(lambda: cli.tick_seeding(symbols, n, seconds, invalid, seed, rate))
+    _send_or_print(seeding, "ticks", dry_run, json)
 
 
 @task(
     help={
-        "count": "how many valid portfolio orders to send",
+        "count": f"how many valid orders to send (default {cli.ORDERS_COUNT}; not with --duration)",
+        "duration": "send for this many seconds instead of --count",
         "rate": "orders per second (0 = as fast as possible)",
         "symbols": "comma-separated symbols the portfolios draw from",
         "taxpayers": "taxpayer ids are drawn from 1..N",
@@ -129,24 +143,28 @@ def queue_ticks(
         "invalid": "also send this many invalid orders (they must land in deadletters)",
         "seed": "random seed (default: time-based)",
         "dry_run": "print the JSON instead of sending",
+        "json": "print the summary as one JSON object",
     }
 )
 def queue_orders(
     c: Context,
-    count: int = 100,
-    rate: float = 50,
+    count: int = -1,
+    duration: float = 0.0,
+    rate: float = 50.0,
     symbols: str = "VTI,IVE,IWS",
     taxpayers: int = 100,
     limit_share: float = 0.2,
     invalid: int = 0,
     seed: int = -1,
     dry_run: bool = False,
+    json: bool = False,
 ) -> None:
     """Seed the orders topic with random portfolio orders keyed by id (= `fintank seed orders`)."""
-    records = _or_exit(
-        lambda: cli.order_records(symbols, count, invalid, seed, rate, taxpayers, limit_share)
+    n, seconds = _count_or_duration(count, duration)
+    seeding = _or_exit(
+        lambda: cli.order_seeding(symbols, n, seconds, invalid, seed, rate, taxpayers, limit_share)
     )
-    _send_or_print(records, "orders", rate, dry_run, f"{count} valid, {invalid} invalid")
+    _send_or_print(seeding, "orders", dry_run, json)
 
 
 @task

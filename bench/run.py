@@ -43,6 +43,7 @@ ALL_VARIANTS = [
     "faust-record",
     "fintank-v1",
     "fintank-v2",
+    "fintank-scraped",
 ]
 FAUST_SHARE = 10  # stock faust does ~4-5k/s: it reads N/10 records
 NOTES = {
@@ -56,6 +57,7 @@ NOTES = {
     "faust-record": f"stock agent, faust.Record values; N/{FAUST_SHARE} records only",
     "fintank-v1": "real worker: validate, lines, InfluxDB 1.x writes, acks",
     "fintank-v2": "real worker: same, v2 write API to VictoriaMetrics",
+    "fintank-scraped": "fintank-v1 with GET /metrics scraped every 1 s during the run",
 }
 
 
@@ -363,6 +365,16 @@ def report(outcomes: dict[str, Outcome], rounds: int) -> list[str]:
             )
         elif commits:
             lines.append(f"{tag} commits: {'; '.join(str(c) for c in commits)}")
+    scraped, plain = outcomes.get("fintank-scraped"), outcomes.get("fintank-v1")
+    if scraped and scraped.rates and plain and plain.rates:
+        scrapes = ", ".join(str(x.get("scrapes", 0)) for x in scraped.results)
+        typical = statistics.median(x.get("scrape_ms_median", 0) for x in scraped.results)
+        size = max((x.get("scrape_bytes", 0) for x in scraped.results), default=0)
+        lines.append(
+            f"/metrics scraped every 1 s vs not: {_x(scraped.median, plain.median)}   "
+            f"({scraped.median:,.0f} vs {plain.median:,.0f} ticks/s, medians; scrapes per "
+            f"round: {scrapes}; a scrape's round trip {typical} ms (median), {size:,} bytes)"
+        )
     if any(n.startswith("fintank") for n in outcomes):
         lines.append(
             "* 2nd half = records N/2..N only, past start-up work. A worker that is held up at\n"

@@ -20,6 +20,8 @@ Variants:
   faust-record   a stock faust agent over a faust.Record value type (run it on N/10 records).
   fintank-v1     the real worker (``faust -A topologies.fintank worker``) writing to InfluxDB 1.x
   fintank-v2     the same with FINTANK_INFLUX_TRANSPORT=v2 (VictoriaMetrics).
+  fintank-scraped  fintank-v1 with its GET /metrics scraped every second meanwhile (what
+                 VictoriaMetrics does every 2 s): the price of the metrics, read at scrape time.
                  Measured from outside by polling GET /health every 50 ms: start = the first
                  poll that finds the worker assigned (it fetches the backlog from then on),
                  end = the first poll whose persister has written N points. Then: committed
@@ -42,10 +44,13 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -319,7 +324,37 @@ def _wait_commits(bootstrap: str, topic: str, group: str, timeout: float) -> tup
         time.sleep(0.2)
 
 
-def _fintank(args: argparse.Namespace, transport: str) -> None:
+class Scraper:
+    """GET ``url`` every ``every`` seconds in a thread, as a Prometheus scraper would."""
+
+    def __init__(self, url: str, every: float) -> None:
+        self.url, self.every = url, every
+        self.scrapes = 0
+        self.bytes = 0
+        self.seconds: list[float] = []  # each scrape's round trip
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            started = time.perf_counter()
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.url, timeout=5) as resp,
+            ):
+                self.bytes = len(resp.read())
+                self.scrapes += 1
+                self.seconds.append(time.perf_counter() - started)
+
+
+def _fintank(args: argparse.Namespace, transport: str, scrape_every: float = 0.0) -> None:
     from bench.worker import WorkerSpec, free_port, stop, worker_pid
     from fintank.sinks.query import influx_count
 
@@ -359,8 +394,13 @@ def _fintank(args: argparse.Namespace, transport: str) -> None:
     sink = "influxd" if transport == "v1" else "victoria"
     servers = {k: v for k, v in stack_pids().items() if k in ("kafka", sink)}
     meter = CpuMeter({"self": pid, **servers})
+    scraper = Scraper(spec.url + "/metrics", scrape_every) if scrape_every else None
+    if scraper is not None:
+        scraper.start()  # from before the worker is ready, through the whole run
     try:
         marks = _watch(proc, spec.url + "/health", args.count, args.timeout, meter, spec.log_file)
+        if scraper is not None:
+            scraper.stop()
         hwm = vmhwm_kb(pid)
         commit_started = time.monotonic()
         ok, why = _wait_commits(args.bootstrap, args.topic, args.group, timeout=30)
@@ -374,6 +414,8 @@ def _fintank(args: argparse.Namespace, transport: str) -> None:
                 points = "ok" if got == args.count else f"MISMATCH {got} != {args.count}"
         hwm = max(hwm, vmhwm_kb(pid))
     finally:
+        if scraper is not None:
+            scraper.stop()
         if pid != proc.pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)  # py-spy writes its profile once the worker exits
@@ -395,6 +437,16 @@ def _fintank(args: argparse.Namespace, transport: str) -> None:
         late_ticks=marks["late_ticks"],
         points=points,
         health_polls=marks["polls"],
+        **(
+            {
+                "scrapes": scraper.scrapes,
+                "scrape_bytes": scraper.bytes,
+                "scrape_ms_median": round(1000 * statistics.median(scraper.seconds or [0]), 2),
+                "scrape_ms_max": round(1000 * max(scraper.seconds, default=0), 2),
+            }
+            if scraper
+            else {}
+        ),
     )
 
 
@@ -471,6 +523,7 @@ VARIANTS: dict[str, Callable[[argparse.Namespace], None]] = {
     "faust-record": _faust_record,
     "fintank-v1": lambda a: _fintank(a, "v1"),
     "fintank-v2": lambda a: _fintank(a, "v2"),
+    "fintank-scraped": lambda a: _fintank(a, "v1", scrape_every=1.0),
 }
 
 

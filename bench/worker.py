@@ -104,6 +104,9 @@ class WorkerSpec:
                 "FINTANK_STATE_DIR": str(self.state),
             }
         )
+        if self.transport == "v2" and not env.get("FINTANK_INFLUX_TOKEN_FILE"):
+            # The local VictoriaMetrics takes any token; fintank has no default one.
+            env.setdefault("FINTANK_INFLUX_TOKEN", "fintank-bench")
         for f in fields(Topics):
             env[f"FINTANK_TOPIC_{f.name.upper()}"] = f"{self.app_id}-{f.name}"
         if self.ticks_topic:

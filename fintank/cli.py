@@ -5,21 +5,23 @@ type, an unknown option, a bad ``FINTANK_*`` setting, a broker that does not
 answer) ends as one line on stderr starting with ``fintank: `` and exit code 2;
 never a traceback. Settings are read here, once, from the environment.
 
-The helpers (``tick_records``, ``config_table``, ...) are shared with
+The helpers (``tick_seeding``, ``config_table``, ...) are shared with
 ``tasks.py``, so ``invoke queue-ticks`` and ``fintank seed ticks`` cannot drift.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import math
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import fields
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -32,6 +34,8 @@ from fintank.errors import FintankError
 if TYPE_CHECKING:
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from fintank.pacing import Summary
+
 T = TypeVar("T")
 Record = tuple[bytes | None, bytes]
 
@@ -39,6 +43,9 @@ BUILTIN_APP = "topologies.fintank"
 # How long a command waits for Kafka before it gives up (seeding, topics).
 KAFKA_TIMEOUT = 10.0
 SYMBOLS = "VTI,IVE,IWS"
+# How many valid records `seed ticks` / `seed orders` send when neither --count nor --duration is given.
+TICKS_COUNT = 1000
+ORDERS_COUNT = 100
 # The faust app that runs a Topology named on the command line (see fintank.hosted).
 HOSTED_APP = "fintank.hosted:app"
 
@@ -80,50 +87,42 @@ def check_order_options(taxpayers: int, limit_share: float) -> None:
         raise ArgumentError("--limit-share must be between 0 and 1")
 
 
-def tick_records(
-    symbols: str, count: int, invalid: int = 0, seed: int | None = None, rate: float = 0
-) -> list[Record]:
-    """Validated arguments -> ``count`` random-walk ticks keyed by symbol, then ``invalid`` bad ones.
+def tick_stream(symbols: str, count: int | None, seed: int | None = None) -> Iterator[Record]:
+    """``count`` random-walk ticks keyed by symbol (None: without end), each made when taken.
 
-    A negative ``seed`` means time-based, as None does.
+    The symbols are checked now, not at the first tick. A negative ``seed`` means time-based.
     """
     import orjson
 
-    from fintank.generators import INVALID_TICKS, random_walk_ticks
+    from fintank.generators import random_walk_ticks
 
-    check_amounts(count, invalid, rate)
     names = parse_symbols(symbols)
     seed = None if seed is None or seed < 0 else seed
-    records: list[Record] = [
-        (t["symbol"].encode(), orjson.dumps(t))
-        for t in random_walk_ticks(names, count, time.time(), seed)
-    ]
-    records += [(b"invalid", INVALID_TICKS[i % len(INVALID_TICKS)]) for i in range(invalid)]
-    return records
+    ticks = random_walk_ticks(names, sys.maxsize if count is None else count, time.time(), seed)
+    return ((t["symbol"].encode(), orjson.dumps(t)) for t in ticks)
 
 
-def order_records(
+def order_stream(
     symbols: str,
-    count: int,
-    invalid: int = 0,
+    count: int | None,
     seed: int | None = None,
-    rate: float = 0,
     taxpayers: int = 100,
     limit_share: float = 0.2,
-) -> list[Record]:
-    """Validated arguments -> ``count`` random portfolio orders keyed by id, then ``invalid`` bad ones."""
+) -> Iterator[Record]:
+    """``count`` random portfolio orders keyed by id (None: without end), each made when taken.
+
+    The options are checked now, not at the first order. A negative ``seed`` means time-based.
+    """
     import orjson
 
-    from fintank.generators import INVALID_ORDERS, random_orders
+    from fintank.generators import random_orders
 
-    check_amounts(count, invalid, rate)
     check_order_options(taxpayers, limit_share)
     names = parse_symbols(symbols)
     seed = None if seed is None or seed < 0 else seed
-    orders = random_orders(names, count, time.time(), taxpayers, limit_share, seed)
-    records: list[Record] = [(o["portfolio_order_id"].encode(), orjson.dumps(o)) for o in orders]
-    records += [(b"invalid", INVALID_ORDERS[i % len(INVALID_ORDERS)]) for i in range(invalid)]
-    return records
+    n = sys.maxsize if count is None else count
+    orders = random_orders(names, n, time.time(), taxpayers, limit_share, seed)
+    return ((o["portfolio_order_id"].encode(), orjson.dumps(o)) for o in orders)
 
 
 def print_records(records: Iterable[Record], out: TextIO | None = None) -> None:
@@ -133,17 +132,124 @@ def print_records(records: Iterable[Record], out: TextIO | None = None) -> None:
         write(value.decode("utf-8", "backslashreplace") + "\n")
 
 
-def send_records(settings: Settings, topic: str, records: list[Record], rate: float) -> str:
-    """Send ``records`` to the topic named by the ``settings.topics`` field ``topic``; say where."""
-    from fintank.producer import send_paced
+@dataclass(frozen=True)
+class Seeding:
+    """What a seeding run sends: ``valid`` records on the schedule, then the ``invalid`` ones.
 
-    name = getattr(settings.topics, topic)
-    sent = asyncio.run(
-        send_paced(
-            settings.bootstrap, name, records, len(records), rate, topic, timeout=KAFKA_TIMEOUT
+    ``valid`` is a list with --count, and generated as it is sent with --duration;
+    ``count`` is None when it is not known in advance (--rate 0 with --duration,
+    which the sender then ends by the clock: ``duration``).
+    """
+
+    valid: Iterable[Record]
+    invalid: Sequence[Record]
+    count: int | None
+    rate: float
+    duration: float | None = None
+
+    @property
+    def total(self) -> int:
+        """Records in all (0: not known in advance)."""
+        return 0 if self.count is None else self.count + len(self.invalid)
+
+
+def seed_count(count: int | None, duration: float | None, rate: float, default: int) -> int | None:
+    """How many valid records a seeding run sends: ``count`` (``default`` when neither is
+    given), or the slots due within ``duration`` seconds at ``rate``; None at rate 0 with a
+    duration (as many as it can send until the duration is over)."""
+    from fintank.pacing import slots_within
+
+    if count is not None and duration is not None:
+        raise ArgumentError("--count and --duration exclude each other: give one of them")
+    if not (rate >= 0 and math.isfinite(rate)):
+        raise ArgumentError("--rate must be >= 0 (0 = as fast as possible)")
+    if duration is None:
+        return default if count is None else count
+    if not (duration > 0 and math.isfinite(duration)):
+        raise ArgumentError("--duration must be a number of seconds > 0")
+    return slots_within(rate, duration) if rate > 0 else None
+
+
+def tick_seeding(
+    symbols: str,
+    count: int | None,
+    duration: float | None,
+    invalid: int = 0,
+    seed: int | None = None,
+    rate: float = 0,
+) -> Seeding:
+    """Validated arguments -> the ticks of a `seed ticks` run (``count`` None: not given)."""
+    from fintank.generators import INVALID_TICKS
+
+    n = seed_count(count, duration, rate, TICKS_COUNT)
+    check_amounts(n or 0, invalid, rate)
+    stream = tick_stream(symbols, n, seed)
+    bad = [(b"invalid", INVALID_TICKS[i % len(INVALID_TICKS)]) for i in range(invalid)]
+    valid = stream if duration is not None else list(stream)
+    return Seeding(valid, bad, n, rate, duration if n is None else None)
+
+
+def order_seeding(
+    symbols: str,
+    count: int | None,
+    duration: float | None,
+    invalid: int = 0,
+    seed: int | None = None,
+    rate: float = 0,
+    taxpayers: int = 100,
+    limit_share: float = 0.2,
+) -> Seeding:
+    """Validated arguments -> the orders of a `seed orders` run (``count`` None: not given)."""
+    from fintank.generators import INVALID_ORDERS
+
+    n = seed_count(count, duration, rate, ORDERS_COUNT)
+    check_amounts(n or 0, invalid, rate)
+    stream = order_stream(symbols, n, seed, taxpayers, limit_share)
+    bad = [(b"invalid", INVALID_ORDERS[i % len(INVALID_ORDERS)]) for i in range(invalid)]
+    valid = stream if duration is not None else list(stream)
+    return Seeding(valid, bad, n, rate, duration if n is None else None)
+
+
+def dry_run_records(seeding: Seeding, as_json: bool) -> Iterable[Record]:
+    """--dry-run: the records a run would send, in order (`ArgumentError` if there is no end)."""
+    if as_json:
+        raise ArgumentError("--json prints the summary of a send; --dry-run sends nothing")
+    if seeding.count is None:
+        raise ArgumentError("--dry-run with --duration needs a --rate > 0 (to know how many)")
+    return itertools.chain(seeding.valid, seeding.invalid)
+
+
+def send_seeding(settings: Settings, topic: str, seeding: Seeding) -> Summary:
+    """Send a seeding run to the topic named by the ``settings.topics`` field ``topic`` on its
+    schedule; the run's summary (an overload episode is logged CRITICAL on the way)."""
+    from fintank.engine.kafka import KafkaSettings
+    from fintank.producer import send_scheduled
+
+    return asyncio.run(
+        send_scheduled(
+            KafkaSettings.from_settings(settings),  # servers, TLS, SASL
+            getattr(settings.topics, topic),
+            seeding.valid,
+            seeding.total,
+            seeding.rate,
+            topic,
+            timeout=KAFKA_TIMEOUT,
+            duration=seeding.duration,
+            then=seeding.invalid,
         )
     )
-    return f"sent {sent} records to {name!r}"
+
+
+def seeding_report(name: str, invalid: int, summary: Summary, as_json: bool) -> list[str]:
+    """What a seeding run prints on stdout: where the records went and the run's figures (two
+    lines), or, ``as_json``, one JSON object with the same."""
+    valid = summary.sent - invalid
+    if as_json:
+        return [
+            json.dumps({"topic": name, "valid": valid, "invalid": invalid, **summary.as_dict()})
+        ]
+    where = f"sent {summary.sent} records to {name!r} ({valid} valid, {invalid} invalid)"
+    return [where, summary.line()]
 
 
 def config_table() -> list[str]:
@@ -155,6 +261,34 @@ def config_table() -> list[str]:
     for f in fields(Topics):
         lines.append(f"| `{PREFIX}TOPIC_{f.name.upper()}` | `{f.default}` | topic name |")
     return lines
+
+
+def stack_up(brokers: int | None, log: Callable[[str], None]) -> None:
+    """`fintank up` / `invoke up`: the local stack with ``brokers`` Kafka nodes (None: as many
+    as the state folder's cluster has, else 1). Without FINTANK_REPLICATION_FACTOR and
+    FINTANK_MIN_INSYNC_REPLICAS, a cluster's topics get min(3, brokers) replicas and, with 3,
+    min.insync.replicas 2 (`fintank.stack.cluster.replicated_env`)."""
+    from fintank.stack import Stack, cluster
+    from fintank.stack.stack import state_path
+
+    if brokers is not None and brokers < 1:
+        raise ArgumentError("--brokers must be >= 1")
+    if brokers is None:
+        # Only the state folder, to find the cluster there: the other settings are read
+        # below, with the replication defaults of the cluster's size.
+        state = os.environ.get(f"{PREFIX}STATE_DIR") or Settings().state_dir
+        brokers = cluster.recorded_brokers(state_path(Settings(state_dir=state))) or 1
+    settings = Settings.from_env(cluster.replicated_env(os.environ, brokers))
+    cluster.check_replication(settings, brokers)
+    stack = Stack(settings, brokers=brokers)
+    stack.up(log)
+    if brokers > 1:
+        log(
+            f"kafka: {brokers} brokers; workers and clients: "
+            f"FINTANK_BROKER={cluster.bootstrap(stack.nodes)} "
+            f"FINTANK_REPLICATION_FACTOR={settings.replication_factor} "
+            f"FINTANK_MIN_INSYNC_REPLICAS={settings.min_insync_replicas}"
+        )
 
 
 def status_lines(settings: Settings) -> list[str]:
@@ -180,12 +314,17 @@ def worker_argv(settings: Settings, app: str = BUILTIN_APP) -> list[str]:
 
 
 async def _with_admin(
-    bootstrap: str, work: Callable[[AIOKafkaAdminClient], Coroutine[Any, Any, T]], timeout: float
+    settings: Settings,
+    work: Callable[[AIOKafkaAdminClient], Coroutine[Any, Any, T]],
+    timeout: float,
 ) -> T:
-    """Run ``work`` with a connected admin client; `FintankError` within ``timeout`` if Kafka does not answer."""
+    """Run ``work`` with a connected admin client; `FintankError` within ``timeout`` if Kafka
+    does not answer, or says why it refuses fintank's TLS or SASL."""
     from fintank.engine import kafka
 
-    admin = kafka.admin(kafka.KafkaSettings(bootstrap, ""))
+    conn = kafka.KafkaSettings.from_settings(settings)  # servers, TLS, SASL
+    bootstrap = conn.bootstrap
+    admin = kafka.admin(conn)
 
     async def run() -> T:
         await admin.start()
@@ -196,9 +335,7 @@ async def _with_admin(
     except TimeoutError:
         raise FintankError(f"kafka at {bootstrap} did not answer within {timeout:g} s") from None
     except (kafka.KafkaConnectionError, OSError):
-        raise FintankError(
-            f"cannot reach kafka at {bootstrap} (is it running? see `fintank status`)"
-        ) from None
+        raise FintankError(await kafka.unreachable(conn)) from None
     except kafka.KafkaError as exc:
         raise FintankError(f"kafka at {bootstrap}: {exc}") from None
     finally:
@@ -213,7 +350,7 @@ async def topic_partitions(settings: Settings, timeout: float = KAFKA_TIMEOUT) -
         described = await admin.describe_topics(names) if names else []
         return {t["topic"]: len(t["partitions"]) for t in described if not t.get("error_code", 0)}
 
-    return await _with_admin(settings.bootstrap, describe, timeout)
+    return await _with_admin(settings, describe, timeout)
 
 
 async def create_topics(
@@ -231,7 +368,7 @@ async def create_topics(
     async def probe(admin: AIOKafkaAdminClient) -> None:
         await admin.list_topics()
 
-    await _with_admin(settings.bootstrap, probe, timeout)
+    await _with_admin(settings, probe, timeout)
     try:
         await asyncio.wait_for(
             ensure_topics(settings, log, timeout=timeout, wanted=wanted), 2 * timeout
@@ -251,19 +388,15 @@ async def tail_topic(
 ) -> int:
     """Print the first ``count`` records of ``topic`` (``key<TAB>value``), waiting at most
     ``wait`` seconds for them; returns how many were printed."""
-    from aiokafka import AIOKafkaConsumer
+    from fintank.engine import kafka
 
     have = await topic_partitions(settings)
     if topic not in have:
         raise ArgumentError(f"topic {topic!r} does not exist on kafka at {settings.bootstrap}")
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    # A reader outside any group (servers, TLS, SASL from the settings), from the beginning.
+    consumer = kafka.reader(kafka.KafkaSettings.from_settings(settings))
     await consumer.start()
+    consumer.subscribe([topic])
     printed = 0
     deadline = time.monotonic() + wait
     try:
@@ -392,9 +525,34 @@ class FintankGroup(click.Group):
         return rv if isinstance(rv, int) else 0
 
 
+class _AlarmLines(logging.Handler):
+    """A paced sender's alarms (overload, back on schedule) as one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            out = sys.stderr  # looked up now: click's test runner swaps it per command
+            clear = "\r\x1b[K" if out.isatty() else ""  # write over a progress bar's line
+            out.write(f"{clear}fintank: {record.levelname} {record.getMessage()}\n")
+            out.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _alarms_on_stderr(on: bool) -> None:
+    """The sender's alarms reach stderr even when library logs are off (--verbose shows them
+    with the rest)."""
+    logger = logging.getLogger("fintank.producer")
+    for handler in [h for h in logger.handlers if isinstance(h, _AlarmLines)]:
+        logger.removeHandler(handler)
+    if on:
+        logger.addHandler(_AlarmLines(logging.WARNING))
+
+
 def quiet_output(verbose: bool) -> None:
-    """Library logs and warnings would add lines to stderr: off unless --verbose."""
+    """Library logs and warnings would add lines to stderr: off unless --verbose (a paced
+    sender's overload alarm stays on)."""
     root = logging.getLogger()
+    _alarms_on_stderr(not verbose)
     if verbose:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -428,24 +586,19 @@ def main(ctx: click.Context, verbose: bool) -> None:
 @click.option(
     "--brokers",
     type=int,
-    default=1,
-    show_default=True,
+    default=None,
     metavar="N",
-    help="Kafka brokers (only 1 for now).",
+    help="Kafka nodes (broker + KRaft controller each), ports FINTANK_KAFKA_PORT + 0, 10, "
+    "20...; 3 replicate topics 3 times, min.insync.replicas 2 "
+    "[default: the state folder's cluster, else 1]",
 )
-def up(brokers: int) -> None:
+def up(brokers: int | None) -> None:
     """Start the local stack.
 
     Kafka (KRaft), InfluxDB 1.x and VictoriaMetrics on 127.0.0.1, installed if
     missing; creates fintank's topics. Idempotent: waits until each server answers.
     """
-    if brokers < 1:
-        raise ArgumentError("--brokers must be >= 1")
-    if brokers != 1:
-        raise ArgumentError(f"--brokers {brokers} (a replicated cluster) is not built yet")
-    from fintank.stack import Stack
-
-    Stack(settings_from_env()).up(log=click.echo)
+    stack_up(brokers, click.echo)
 
 
 @main.command()
@@ -522,7 +675,19 @@ def _seed_options(count: int, rate: float, noun: str) -> Callable[[Callable[...,
     def decorate(f: Callable[..., Any]) -> Any:
         options = [
             click.option(
-                "--count", type=int, default=count, show_default=True, help=f"Valid {noun} to send."
+                "--count",
+                type=int,
+                default=count,
+                show_default=True,
+                help=f"Valid {noun} to send (not with --duration).",
+            ),
+            click.option(
+                "--duration",
+                type=float,
+                default=None,
+                metavar="SECONDS",
+                help=f"Send for this long instead of --count: the {noun} due within it at "
+                "--rate, or, at --rate 0, as many as go out until it is over.",
             ),
             click.option(
                 "--rate",
@@ -551,6 +716,12 @@ def _seed_options(count: int, rate: float, noun: str) -> Callable[[Callable[...,
             click.option(
                 "--dry-run", is_flag=True, help="Print the JSON lines instead of sending."
             ),
+            click.option(
+                "--json",
+                "as_json",
+                is_flag=True,
+                help="Print the summary as one JSON object on stdout instead of two lines.",
+            ),
         ]
         for option in reversed(options):
             f = option(f)
@@ -560,20 +731,30 @@ def _seed_options(count: int, rate: float, noun: str) -> Callable[[Callable[...,
 
 
 @seed.command("ticks")
-@_seed_options(count=1000, rate=500.0, noun="ticks")
+@_seed_options(count=TICKS_COUNT, rate=500.0, noun="ticks")
 def seed_ticks(
-    count: int, rate: float, symbols: str, invalid: int, seed_: int | None, dry_run: bool
+    count: int,
+    duration: float | None,
+    rate: float,
+    symbols: str,
+    invalid: int,
+    seed_: int | None,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Send random-walk ticks keyed by symbol.
 
-    bid < ask, distinct timestamps; with a progress bar on stderr.
+    bid < ask, distinct timestamps; with a progress bar on stderr. Tick i is
+    due i/RATE seconds after the first (no drift; late ones go at once); 100
+    late in a row log one CRITICAL "overload" line, and sending goes on. At the
+    end: the achieved rate and the schedule lag (p50, p99, max, in ms).
     """
-    records = tick_records(symbols, count, invalid, seed_, rate)
-    _send_or_print(records, "ticks", rate, dry_run, f"{count} valid, {invalid} invalid")
+    seeding = tick_seeding(symbols, _given("count", count), duration, invalid, seed_, rate)
+    _send_or_print(seeding, "ticks", dry_run, as_json)
 
 
 @seed.command("orders")
-@_seed_options(count=100, rate=50.0, noun="orders")
+@_seed_options(count=ORDERS_COUNT, rate=50.0, noun="orders")
 @click.option(
     "--taxpayers", type=int, default=100, show_default=True, help="Taxpayer ids come from 1..N."
 )
@@ -586,29 +767,42 @@ def seed_ticks(
 )
 def seed_orders(
     count: int,
+    duration: float | None,
     rate: float,
     symbols: str,
     invalid: int,
     seed_: int | None,
     dry_run: bool,
+    as_json: bool,
     taxpayers: int,
     limit_share: float,
 ) -> None:
     """Send random portfolio orders keyed by portfolio_order_id.
 
     Weights sum to exactly 1; BUY or SELL; some components carry a limit price.
+    Paced and summarized as `seed ticks` is.
     """
-    records = order_records(symbols, count, invalid, seed_, rate, taxpayers, limit_share)
-    _send_or_print(records, "orders", rate, dry_run, f"{count} valid, {invalid} invalid")
+    seeding = order_seeding(
+        symbols, _given("count", count), duration, invalid, seed_, rate, taxpayers, limit_share
+    )
+    _send_or_print(seeding, "orders", dry_run, as_json)
 
 
-def _send_or_print(
-    records: list[Record], topic: str, rate: float, dry_run: bool, what: str
-) -> None:
+def _given(name: str, value: T) -> T | None:
+    """``value``, or None if the option ``name`` was left at its default."""
+    source = click.get_current_context().get_parameter_source(name)
+    return None if source in (None, click.core.ParameterSource.DEFAULT) else value
+
+
+def _send_or_print(seeding: Seeding, topic: str, dry_run: bool, as_json: bool) -> None:
     if dry_run:
-        print_records(records)
+        print_records(dry_run_records(seeding, as_json))
         return
-    click.echo(f"{send_records(settings_from_env(), topic, records, rate)} ({what})")
+    settings = settings_from_env()
+    summary = send_seeding(settings, topic, seeding)
+    name = getattr(settings.topics, topic)
+    for line in seeding_report(name, len(seeding.invalid), summary, as_json):
+        click.echo(line)
 
 
 @main.command()
@@ -639,6 +833,110 @@ def tail(topic: str, count: int, wait: float) -> None:
     printed = asyncio.run(tail_topic(settings, topic, count, wait, click.echo))
     if printed < count:
         click.echo(f"({printed} of {count} records within {wait:g} s)", err=True)
+
+
+REPLAY_FORMATS = ("okx", "binance", "coinbase", "fintank")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(REPLAY_FORMATS),
+    required=True,
+    help="What the file holds (see above).",
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Recorded timing scaled: 2 = twice as fast, 0 = as fast as possible.",
+)
+@click.option(
+    "--symbol-map",
+    metavar="FROM=TO,...|FILE",
+    help="Rename symbols (e.g. BTC-USDT=BTCUSDT,ETH-USDT=ETHUSDT), or a file of such pairs; "
+    "unmapped symbols pass unchanged.",
+)
+@click.option(
+    "--shift-to-now",
+    is_flag=True,
+    help="Stamp ticks with the replay's wall clock (recorded times moved to start now, gaps "
+    "scaled by --speed), as a live feed: a worker's candles then close as they would live.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the converted ticks instead of sending.")
+def replay(
+    file: Path,
+    fmt: str,
+    speed: float,
+    symbol_map: str | None,
+    shift_to_now: bool,
+    dry_run: bool,
+) -> None:
+    """Replay a recorded exchange feed into ticks, keyed by symbol.
+
+    FILE holds one JSON message per line, plain or gzip. Formats:
+
+    \b
+      okx       websocket `tickers` pushes (bidPx, askPx, bidSz, askSz, ts in ms)
+      binance   `bookTicker` stream, bare or combined ({"stream", "data"})
+      coinbase  Exchange `ticker` channel (best_bid, best_ask, ISO-8601 time)
+      fintank   contract ticks
+
+    Control messages (subscribe acks, heartbeats, other channels) are skipped.
+    Binance spot bookTicker has no event time: a tick takes T or E (futures),
+    else a recorded `recv_ts` (epoch ms), else the replay clock (the wall clock
+    when it is sent; such lines are not paced). The summary counts them.
+
+    A line that cannot be converted is reported with its line number and sent,
+    raw, to deadletters with source_topic `replay:<file name>`; the replay goes on.
+
+    A worker closes a quiet candle window by the wall clock (FINTANK_CANDLE_GRACE
+    past its end): to replay recorded times paced, and keep every tick in its
+    candle, use --speed 0 or --shift-to-now.
+    """
+    from fintank.engine.kafka import KafkaSettings
+    from fintank.replay.run import PrintSink, replay_file, replay_to_kafka
+    from fintank.replay.symbols import symbol_map as read_symbol_map
+
+    if not (speed >= 0 and math.isfinite(speed)):
+        raise ArgumentError("--speed must be a finite number >= 0 (0 = as fast as possible)")
+    symbols = {} if symbol_map is None else read_symbol_map(symbol_map)
+    if dry_run:
+        summary = asyncio.run(
+            replay_file(
+                file,
+                fmt,
+                speed=speed,
+                symbols=symbols,
+                err=sys.stderr,
+                sink=PrintSink(sys.stdout),
+                shift_to_now=shift_to_now,
+            )
+        )
+        for line in summary.lines(None, None):
+            click.echo(line, err=True)
+        return
+    settings = settings_from_env()
+    topics = settings.topics
+    summary = asyncio.run(
+        replay_to_kafka(
+            file,
+            fmt,
+            bootstrap=KafkaSettings.from_settings(settings),  # servers, TLS, SASL
+            ticks_topic=topics.ticks,
+            deadletters_topic=topics.deadletters,
+            speed=speed,
+            symbols=symbols,
+            err=sys.stderr,
+            timeout=KAFKA_TIMEOUT,
+            shift_to_now=shift_to_now,
+        )
+    )
+    for line in summary.lines(topics.ticks, topics.deadletters):
+        click.echo(line)
 
 
 @main.command("config")

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 
 from fintank.config import Settings
+from fintank.engine.kafka import KafkaSettings
 from fintank.generators import INVALID_ORDERS, INVALID_TICKS, random_orders, random_walk_ticks
 from fintank.peek import read_topic
 from fintank.producer import send_paced
@@ -31,6 +32,7 @@ def run_demo(settings: Settings, venv_bin: Path) -> None:
     worker.start()
     print(f"worker: up at {worker.url} (log {worker.log_file})")
 
+    kafka = KafkaSettings.from_settings(settings)  # servers, TLS, SASL
     started = time.time()
     ticks = [
         (t["symbol"].encode(), orjson.dumps(t)) for t in random_walk_ticks(SYMBOLS, TICKS, started)
@@ -38,7 +40,7 @@ def run_demo(settings: Settings, venv_bin: Path) -> None:
     bad: list[tuple[bytes | None, bytes]] = [(b"demo", raw) for raw in INVALID_TICKS]
     asyncio.run(
         send_paced(
-            settings.bootstrap,
+            kafka,
             settings.topics.ticks,
             ticks + bad,
             len(ticks) + INVALID,
@@ -57,7 +59,7 @@ def run_demo(settings: Settings, venv_bin: Path) -> None:
     bad_orders: list[tuple[bytes | None, bytes]] = [(b"demo", raw) for raw in INVALID_ORDERS]
     asyncio.run(
         send_paced(
-            settings.bootstrap,
+            kafka,
             settings.topics.orders,
             orders + bad_orders,
             len(orders) + len(bad_orders),
@@ -66,10 +68,10 @@ def run_demo(settings: Settings, venv_bin: Path) -> None:
         )
     )
     time.sleep(3)
-    executions = asyncio.run(read_topic(settings.bootstrap, settings.topics.executions))
-    fills = asyncio.run(read_topic(settings.bootstrap, settings.topics.fills))
-    letters = asyncio.run(read_topic(settings.bootstrap, settings.topics.deadletters))
-    candles = asyncio.run(read_topic(settings.bootstrap, settings.topics.candles))
+    executions = asyncio.run(read_topic(kafka, settings.topics.executions))
+    fills = asyncio.run(read_topic(kafka, settings.topics.fills))
+    letters = asyncio.run(read_topic(kafka, settings.topics.deadletters))
+    candles = asyncio.run(read_topic(kafka, settings.topics.candles))
 
     print()
     print(

@@ -17,7 +17,8 @@ from typing import Any
 import mode
 
 from fintank.codec import loads
-from fintank.engine.kafka import AIOKafkaConsumer, KafkaError, TopicPartition, topic_partitions
+from fintank.engine import kafka
+from fintank.engine.kafka import KafkaError, KafkaSettings, TopicPartition, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,14 @@ class RecentFeed(mode.Service):
     """Keeps the newest ``keep`` records of each named topic (decoded JSON)."""
 
     def __init__(
-        self, bootstrap: str, topics: Mapping[str, str], keep: int = 20, **kwargs: Any
+        self,
+        connection: KafkaSettings | str,
+        topics: Mapping[str, str],
+        keep: int = 20,
+        **kwargs: Any,
     ) -> None:
-        self.bootstrap = bootstrap
+        # Servers, TLS and SASL (`KafkaSettings.from_settings`); a string: plaintext servers.
+        self.connection = kafka.kafka_settings(connection)
         self.topics = dict(topics)  # name on the page -> Kafka topic
         self.keep = keep
         # name -> (Kafka timestamp, partition, offset, value), arrival order per partition
@@ -56,7 +62,7 @@ class RecentFeed(mode.Service):
                 await asyncio.sleep(2.0)
 
     async def _tail_once(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = kafka.reader(self.connection)
         await consumer.start()
         try:
             names = {topic: name for name, topic in self.topics.items()}

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fintank.codec import loads
-from fintank.engine.kafka import AIOKafkaConsumer, TopicPartition, topic_partitions
+from fintank.engine import kafka
+from fintank.engine.kafka import KafkaSettings, TopicPartition, topic_partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +22,17 @@ class Record:
 
 
 async def read_topic(
-    bootstrap: str, topic: str, timeout: float = 30.0, partitions: list[int] | None = None
+    connection: KafkaSettings | str,
+    topic: str,
+    timeout: float = 30.0,
+    partitions: list[int] | None = None,
 ) -> list[Record]:
     """Every record on ``topic`` (or on some of its ``partitions``) up to its end offsets at call time.
 
-    JSON values are decoded; other values are returned as bytes.
+    ``connection``: `KafkaSettings.from_settings` (servers, TLS, SASL), or plaintext
+    servers as a string. JSON values are decoded; other values are returned as bytes.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka.reader(kafka.kafka_settings(connection))
     await consumer.start()
     try:
         known = await topic_partitions(consumer, topic)

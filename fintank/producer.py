@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 from fintank.engine import kafka
 from fintank.errors import FintankError
+from fintank.pacing import NS_PER_MS, NS_PER_S, Alarm, Pacer, Summary, pace
+
+log = logging.getLogger(__name__)
+Record = tuple[bytes | None, bytes]
 
 # How long seeding waits for Kafka to answer (bootstrap) before giving up, and
 # for the target topic to show up in the cluster's metadata (auto-creation is off).
@@ -128,10 +134,137 @@ class _Deliveries:
             self.first = self.first or exc
 
 
-async def send_paced(
-    bootstrap: str,
+class Sleeper:
+    """Sleeps that end within tens of microseconds of the time asked, without blocking the loop.
+
+    asyncio's timers wake on whole milliseconds (epoll waits in ms and Python
+    rounds a wait up), so at 1,000 records/s each wake would be up to 1 ms late
+    and the lag would walk across the millisecond. The last ``FINE_NS`` of a wait
+    are slept in a thread of its own (`time.sleep`, a nanosleep); a longer wait
+    first sleeps on the loop until about then (the caller asks again).
+    """
+
+    FINE_NS = 2 * NS_PER_MS
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fintank-pacing")
+
+    async def __call__(self, ns: int) -> None:
+        """Sleep about ``ns`` nanoseconds (longer waits: until ``FINE_NS`` before their end)."""
+        if ns > self.FINE_NS:
+            await asyncio.sleep((ns - self.FINE_NS) / NS_PER_S)
+            return
+        await asyncio.get_running_loop().run_in_executor(self._pool, time.sleep, ns / NS_PER_S)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+def _reporter(label: str) -> Callable[[Alarm], None]:
+    """Logs an overload episode once, CRITICAL, when it opens, and its end as a warning."""
+
+    def report(alarm: Alarm) -> None:
+        if alarm.kind == "overload":
+            log.critical(
+                "overload: %d %s in a row went out late (the last %.1f ms behind its "
+                "schedule); sending on",
+                alarm.missed,
+                label,
+                alarm.lag_ns / NS_PER_MS,
+            )
+        else:
+            log.warning(
+                "%s back on schedule after %d late in a row (slot %d)",
+                label,
+                alarm.missed,
+                alarm.slot,
+            )
+
+    return report
+
+
+async def send_scheduled(
+    connection: kafka.KafkaSettings | str,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes]],
+    records: Iterable[Record],
+    total: int,
+    rate: float = 0,
+    label: str = "sending",
+    *,
+    timeout: float = CONNECT_TIMEOUT,
+    duration: float | None = None,
+    then: Iterable[Record] = (),
+    clock: Callable[[], int] = time.perf_counter_ns,
+    sleep: Callable[[int], Awaitable[None]] | None = None,
+) -> Summary:
+    """Send (key, value) records on a `fintank.pacing.Pacer` schedule; the run's `Summary`.
+
+    ``rate`` > 0: record i is due ``i / rate`` seconds after the first (no drift;
+    late ones go at once; an overload episode is logged CRITICAL once); 0: as
+    fast as possible. ``duration`` (seconds) ends ``records`` early: at a rate,
+    after the slots due within it; at rate 0, when it is over. ``then`` follows
+    (the invalid records of a seeding run). ``total`` sizes the progress bar (0:
+    none). Each send hands the record to aiokafka's batch and goes on; delivery
+    is confirmed by a callback and by the final flush, never awaited per record.
+
+    Raises `FintankError` (one line) if Kafka does not answer within ``timeout``
+    seconds, if ``topic`` does not exist, or if a record was not delivered.
+    """
+    conn = kafka.kafka_settings(connection)  # servers, TLS, SASL; a string: plaintext servers
+    bootstrap = conn.bootstrap
+    producer = kafka.producer(conn, linger_ms=5)
+    progress: Progress | None = None
+    deliveries = _Deliveries()
+    sleeper: Sleeper | None = None
+    if sleep is None:
+        sleep = sleeper = Sleeper()
+    pacer: Pacer | None = None
+    try:
+        await _start(producer, conn, topic, timeout)
+        progress = Progress(total, label)
+
+        async def send(record: Record) -> None:
+            future = await producer.send(topic, value=record[1], key=record[0])
+            future.add_done_callback(deliveries)
+
+        duration_ns = None if duration is None else round(duration * NS_PER_S)
+        pacer = Pacer(rate, clock(), duration_ns=duration_ns)
+        await pace(
+            pacer,
+            records,
+            send,
+            clock=clock,
+            sleep=sleep,
+            alarm=_reporter(label),
+            progress=progress.update,
+            then=then,
+        )
+        await producer.flush()
+    except kafka.KafkaError as exc:
+        sent = 0 if progress is None else progress.done
+        raise FintankError(
+            f"sending to {topic!r} at kafka {bootstrap} failed after {sent} records: {exc}"
+        ) from exc
+    finally:
+        if progress is not None:
+            progress.close()
+        if sleeper is not None:
+            sleeper.close()
+        await producer.stop()
+    assert pacer is not None  # set before the sends; a failure raised above
+    summary = pacer.summary()
+    if deliveries.failed:
+        raise FintankError(
+            f"{deliveries.failed} of {summary.sent} records were not delivered to {topic!r} "
+            f"at kafka {bootstrap}: {deliveries.first!r}"
+        )
+    return summary
+
+
+async def send_paced(
+    connection: kafka.KafkaSettings | str,
+    topic: str,
+    records: Iterable[Record],
     total: int,
     rate: float = 0,
     label: str = "sending",
@@ -140,60 +273,28 @@ async def send_paced(
 ) -> int:
     """Send (key, value) records; ``rate`` > 0 paces them per second. Returns how many were sent.
 
-    Raises `FintankError` (one line) if Kafka does not answer within ``timeout``
-    seconds, if ``topic`` does not exist, or if a record was not delivered.
+    `send_scheduled` without the summary; the same errors.
     """
-    producer = kafka.producer(kafka.KafkaSettings(bootstrap, ""), linger_ms=5)
-    progress: Progress | None = None
-    deliveries = _Deliveries()
-    sent = 0
-    try:
-        await _start(producer, bootstrap, topic, timeout)
-        progress = Progress(total, label)
-        update = progress.update
-        started = time.monotonic()
-        for key, value in records:
-            future = await producer.send(topic, value=value, key=key)
-            future.add_done_callback(deliveries)
-            sent += 1
-            if rate > 0:
-                ahead = sent / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-            update(sent)
-        await producer.flush()
-    except kafka.KafkaError as exc:
-        raise FintankError(
-            f"sending to {topic!r} at kafka {bootstrap} failed after {sent} records: {exc}"
-        ) from exc
-    finally:
-        if progress is not None:
-            progress.close()
-        await producer.stop()
-    if deliveries.failed:
-        raise FintankError(
-            f"{deliveries.failed} of {sent} records were not delivered to {topic!r} "
-            f"at kafka {bootstrap}: {deliveries.first!r}"
-        )
-    return sent
+    summary = await send_scheduled(connection, topic, records, total, rate, label, timeout=timeout)
+    return summary.sent
 
 
 async def _start(
-    producer: kafka.AIOKafkaProducer, bootstrap: str, topic: str, timeout: float
+    producer: kafka.AIOKafkaProducer, conn: kafka.KafkaSettings, topic: str, timeout: float
 ) -> None:
     """Connect ``producer`` and make sure ``topic`` exists; `FintankError` in bounded time if not."""
     try:
         await asyncio.wait_for(producer.start(), timeout)
     except TimeoutError:
-        raise FintankError(f"kafka at {bootstrap} did not answer within {timeout:g} s") from None
-    except (kafka.KafkaError, OSError):
         raise FintankError(
-            f"cannot reach kafka at {bootstrap} (is it running? see `fintank status`)"
+            f"kafka at {conn.bootstrap} did not answer within {timeout:g} s"
         ) from None
+    except (kafka.KafkaError, OSError):
+        raise FintankError(await kafka.unreachable(conn)) from None
     try:
         await asyncio.wait_for(producer.partitions_for(topic), min(timeout, TOPIC_TIMEOUT))
     except (TimeoutError, kafka.KafkaError):
         raise FintankError(
-            f"topic {topic!r} does not exist at kafka {bootstrap} "
+            f"topic {topic!r} does not exist at kafka {conn.bootstrap} "
             "(create fintank's topics: `fintank topics create`)"
         ) from None

@@ -13,7 +13,8 @@ delivery), so no topology repeats it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,11 @@ from fintank.bolt import Bolt, Out, State, decoded
 from fintank.codec import dumps, loads
 from fintank.config import Settings
 from fintank.engine import Engine, EngineConfig, Group, KafkaClients, KafkaSettings
+from fintank.engine.kafka import faust_credentials
 from fintank.engine.task import Batch, Context
+from fintank.errors import ConfigError, SinkError
+from fintank.logs import logging_config
+from fintank.metrics import CONTENT_TYPE, FintankCollector, exposition, registry
 from fintank.records import DeadLetter
 from fintank.sinks.influx import InfluxPersister
 from fintank.sinks.lines import deadletter_line
@@ -41,6 +46,7 @@ from fintank.topology import (
     Topology,
     TopologyError,
 )
+from fintank.web.errors import faust_web_settings
 
 
 class NoKafka(BootStrategy):
@@ -58,29 +64,42 @@ class FintankApp(faust.App):
 
 
 def make_app(settings: Settings) -> FintankApp:
-    """The faust app: id, web port, data dir."""
+    """The faust app: id, web port, data dir, log format; errors as JSON, faust's views off."""
     state = Path(settings.state_dir)
     return FintankApp(
         settings.app_id,
-        broker=settings.broker,
+        broker=settings.broker_urls,
+        broker_credentials=faust_credentials(kafka_settings(settings)),
         datadir=str(state / f"{settings.app_id}-data"),
         web_port=settings.web_port,
         web_host="127.0.0.1",
         web_bind="127.0.0.1",
         web_in_thread=False,
+        logging_config=logging_config(settings.log_format),
+        **faust_web_settings(settings.faust_web_views),
     )
 
 
 def make_transport(settings: Settings) -> Transport:
-    """The transport ``FINTANK_INFLUX_TRANSPORT`` names."""
+    """The transport ``FINTANK_INFLUX_TRANSPORT`` names, with its credentials."""
     if settings.influx_transport == "v2":
+        if not settings.influx_token:  # Settings.validate says so too; Settings() skips it
+            raise ConfigError(
+                "FINTANK_INFLUX_TRANSPORT=v2 needs an API token: set FINTANK_INFLUX_TOKEN "
+                "or FINTANK_INFLUX_TOKEN_FILE"
+            )
         return InfluxV2Transport(
             settings.influx_v2_url,
             settings.influx_token,
             settings.influx_org,
             settings.influx_bucket,
         )
-    return InfluxV1Transport(settings.influx_url, settings.influx_database)
+    return InfluxV1Transport(
+        settings.influx_url,
+        settings.influx_database,
+        username=settings.influx_username,
+        password=settings.influx_password,
+    )
 
 
 def make_persister(settings: Settings) -> InfluxPersister:
@@ -94,8 +113,8 @@ def make_persister(settings: Settings) -> InfluxPersister:
 
 
 def kafka_settings(settings: Settings) -> KafkaSettings:
-    """How every Kafka client of the worker connects (one place for it)."""
-    return KafkaSettings(settings.bootstrap, settings.app_id)
+    """How every Kafka client of the worker connects: servers, TLS, SASL (one place for it)."""
+    return KafkaSettings.from_settings(settings, settings.app_id)
 
 
 def make_engine(
@@ -115,8 +134,36 @@ def make_engine(
         app_id=settings.app_id,
         deadletters=deadletters,
         commit_interval=settings.commit_interval,
+        max_queued=settings.max_queued,
+        replication=settings.replication_factor,
+        min_insync=settings.min_insync_replicas,
     )
     return Engine(config, groups, outputs, persister, KafkaClients(kafka_settings(settings)), url)
+
+
+def persister_deadletters(
+    engine: Engine, persister: InfluxPersister, topic: str
+) -> Callable[[list[DeadLetter]], Awaitable[None]]:
+    """Where points InfluxDB refuses for their content go: the dead-letter topic (keyed by
+    their ``source_topic``, ``influxdb:<measurement>``), plus a ``deadletters`` point each.
+    Returns once Kafka has the letters; the persister counts the lines done only then."""
+
+    async def send(letters: list[DeadLetter]) -> None:
+        futures = [
+            await engine.send(topic, letter.source_topic.encode("utf-8"), dumps(letter))
+            for letter in letters
+        ]
+        await asyncio.gather(*futures)
+        for letter in letters:
+            engine.counters.deadletters[letter.source_topic] += 1
+        with contextlib.suppress(SinkError):  # closing: the Kafka record is what counts
+            persister.add(
+                deadletter_line(letter.source_topic, letter.timestamp)
+                for letter in letters
+                if letter.source_topic != "influxdb:deadletters"  # never a loop of refusals
+            )
+
+    return send
 
 
 # ---------------------------------------------------------------- bolts on the engine
@@ -232,6 +279,17 @@ class Runtime:
                 out.append(task.processor.bolt)
         return out
 
+    def bolt_stats(self) -> dict[str, dict[str, int]]:
+        """Per bolt of the topology: its instances' ``stats()`` summed (this worker's)."""
+        bolts: dict[str, dict[str, int]] = {}
+        for spec in self.topology.bolts:
+            totals: dict[str, int] = {}
+            for bolt in self.bolts(spec.cls):
+                for name, value in bolt.stats().items():
+                    totals[name] = totals.get(name, 0) + value
+            bolts[spec.name] = totals
+        return bolts
+
 
 def build(topology: Topology, settings: Settings | None = None) -> Runtime:
     """The worker for ``topology``: app, engine (one group per bolt), persister, routes."""
@@ -248,6 +306,11 @@ def build(topology: Topology, settings: Settings | None = None) -> Runtime:
         settings, app, groups(topology), outputs, persister, dead.topic if dead else None
     )
     app.service(engine)  # type: ignore[arg-type]  # faust types it as a class; instances work
+    if dead:
+        persister.deadletter = persister_deadletters(engine, persister, dead.topic)
+    for spec in topology.bolts:  # GET /metrics: every declared output's series, from 0
+        for name in (*spec.cls.outputs, *([DEADLETTERS] if dead else [])):
+            engine.counters.records_out[outputs[name]] += 0
     runtime = Runtime(topology, settings, app, engine, persister)
     for factory in topology.services:
         app.service(factory(settings))
@@ -257,17 +320,12 @@ def build(topology: Topology, settings: Settings | None = None) -> Runtime:
 
 
 def _builtin_routes(runtime: Runtime) -> list[Route]:
-    """``GET /health`` and ``GET /debug/consumer``, for every topology."""
+    """``GET /health``, ``GET /debug/consumer`` and ``GET /metrics``, for every topology."""
     engine, persister = runtime.engine, runtime.persister
+    metrics = registry(FintankCollector(engine, persister, runtime.bolt_stats))
 
     def health(request: Request) -> Response:
-        bolts: dict[str, dict[str, int]] = {}
-        for spec in runtime.topology.bolts:
-            totals: dict[str, int] = {}
-            for bolt in runtime.bolts(spec.cls):
-                for name, value in bolt.stats().items():
-                    totals[name] = totals.get(name, 0) + value
-            bolts[spec.name] = totals
+        bolts = runtime.bolt_stats()
         stats = persister.stats
         return Response(
             200,
@@ -280,6 +338,8 @@ def _builtin_routes(runtime: Runtime) -> list[Route]:
                     "batches": stats.batches,
                     "retries": stats.retries,
                     "rejected": stats.rejected,
+                    # what keeps InfluxDB writes from succeeding now, in words (None: nothing)
+                    "problem": persister.problem,
                 },
                 "engine": engine.stats,
                 "bolts": bolts,
@@ -290,6 +350,7 @@ def _builtin_routes(runtime: Runtime) -> list[Route]:
     builtin = [
         Route("/health", health),
         Route("/debug/consumer", lambda request: Response(200, engine.describe())),
+        Route("/metrics", lambda request: Response(200, exposition(metrics), CONTENT_TYPE)),
     ]
     return [r for r in builtin if r.path not in paths]
 
@@ -354,4 +415,8 @@ async def _ask(app: faust.App, url: URL) -> Response:
 def _answer(web: Any, response: Response) -> Any:
     body = response.body
     raw = body if isinstance(body, bytes) else dumps(body)
+    if "charset=" in response.content_type:
+        # aiohttp refuses a charset inside content_type; as a header it is sent as is.
+        headers = {"Content-Type": response.content_type}
+        return web.bytes(raw, status=response.status, headers=headers)
     return web.bytes(raw, content_type=response.content_type, status=response.status)

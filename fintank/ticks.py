@@ -5,11 +5,16 @@ This is the hottest code in fintank, so it is written for speed: one
 isinstance chains, no exceptions on the happy path, and a batch entry point
 so the agent pays Python's call overhead once per fetch, not once per tick.
 orjson already rejects NaN, Infinity, numbers that overflow to infinity and
-invalid UTF-8, so every float it hands back is finite.
+invalid UTF-8, so every float it hands back is finite. `parse_tick` adds
+fintank's limits (`fintank.limits`: prices within [1e-100, 1e100], timestamps
+InfluxDB can store), so nothing derived from a tick can overflow; the batch
+entry point adds the two rules that need more than the value: a timestamp
+too far after ``now``, and a record key that disagrees with the symbol.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +27,7 @@ from fintank.codec import (
     payload_text,
     show,
 )
+from fintank.limits import MAX_NUMBER, MAX_TIMESTAMP, MIN_PRICE, bad_key, too_far_ahead
 from fintank.records import DeadLetter, Tick
 
 _NUMBER = (int, float)  # JSON numbers; bool is a subclass of int but ``type(True) is bool``
@@ -58,6 +64,13 @@ def parse_tick(raw: bytes | None) -> Tick | str:
         return f"bid {bid} is above ask {ask}"
     if ts <= 0:
         return f"timestamp must be > 0, got {ts}"
+    if bid < MIN_PRICE or ask > MAX_NUMBER:
+        return _out_of_range(bid, ask)
+    if ts >= MAX_TIMESTAMP:
+        return (
+            f"timestamp {ts!r} is past 2262-04-11, the last time InfluxDB can store "
+            "(milliseconds sent as seconds?)"
+        )
     bid_size: Any = obj.get("bid_size")
     ask_size: Any = obj.get("ask_size")
     if bid_size is not None or ask_size is not None:
@@ -67,6 +80,14 @@ def parse_tick(raw: bytes | None) -> Tick | str:
         bid_size = None if bid_size is None else float(bid_size)
         ask_size = None if ask_size is None else float(ask_size)
     return Tick(symbol, exchange, float(bid), float(ask), float(ts), bid_size, ask_size)
+
+
+def _out_of_range(bid: float, ask: float) -> str:
+    name, value = ("bid", bid) if bid < MIN_PRICE else ("ask", ask)
+    return (
+        f"{name} {value!r} is outside fintank's price range [{MIN_PRICE:g}, {MAX_NUMBER:g}] "
+        "(what it derives from it would not stay finite)"
+    )
 
 
 @dataclass(slots=True)
@@ -84,32 +105,64 @@ class TickBatch:
 
 
 class TickDeserializer:
-    """Bolt: raw tick values -> valid ticks + dead letters (keyed by the source topic)."""
+    """Bolt: raw tick values -> valid ticks + dead letters (keyed by the source topic).
+
+    ``max_future``: seconds a tick's timestamp may lie after ``now`` (None: no bound;
+    the built-in topology passes ``FINTANK_MAX_FUTURE``).
+    """
 
     outputs = ("ticks", "deadletters")
 
-    def __init__(self, source_topic: str) -> None:
+    def __init__(self, source_topic: str, max_future: float | None = None) -> None:
         self.source_topic = source_topic
+        self.max_future = max_future
 
-    def process(self, raw: bytes | None, now: float) -> Tick | DeadLetter:
-        """One record: its `Tick`, or a `DeadLetter` stamped with wall-clock ``now``."""
+    def judge(self, raw: bytes | None, now: float, key: bytes | None = None) -> Tick | str:
+        """One record (keyed ``key``): its `Tick`, or the reason it is dead-lettered."""
         result = parse_tick(raw)
+        if type(result) is str:
+            return result
+        tick: Tick = result  # type: ignore[assignment]
+        return (
+            too_far_ahead(tick.timestamp, now, self.max_future)
+            or bad_key(key, "symbol", tick.symbol)
+            or tick
+        )
+
+    def process(self, raw: bytes | None, now: float, key: bytes | None = None) -> Tick | DeadLetter:
+        """One record: its `Tick`, or a `DeadLetter` stamped with wall-clock ``now``."""
+        result = self.judge(raw, now, key)
         if type(result) is str:
             return DeadLetter(self.source_topic, result, payload_text(raw), now)
         return result  # type: ignore[return-value]
 
     def process_batch(
-        self, raws: list[bytes | None], now: float, offsets: list[int] | None = None
+        self,
+        raws: list[bytes | None],
+        now: float,
+        offsets: list[int] | None = None,
+        keys: list[bytes | None] | None = None,
     ) -> TickBatch:
         """Many records at once, in order; ``now`` stamps the batch's dead letters.
 
-        With ``offsets`` (one per record) the result also lists each valid tick's offset.
+        With ``offsets`` (one per record) the result also lists each valid tick's offset;
+        with ``keys`` (one per record) a tick whose key is not its symbol is dead-lettered.
         """
         batch = TickBatch()
         ticks = batch.ticks
         kept = batch.offsets
+        latest = math.inf if self.max_future is None else now + self.max_future
         for i, raw in enumerate(raws):
             result = parse_tick(raw)
+            if type(result) is not str:
+                # The two rules beyond the value, inline: this loop is the hot path.
+                tick: Tick = result  # type: ignore[assignment]
+                if tick.timestamp > latest:
+                    result = too_far_ahead(tick.timestamp, now, self.max_future) or ""
+                elif keys is not None:
+                    key = keys[i]
+                    if key is not None and key != tick.symbol.encode():
+                        result = bad_key(key, "symbol", tick.symbol) or ""
             if type(result) is str:
                 batch.deadletters.append(
                     DeadLetter(self.source_topic, result, payload_text(raw), now)

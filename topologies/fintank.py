@@ -29,6 +29,7 @@ from fintank.analytics import http as analytics_http
 from fintank.analytics.engine import AnalyticsConfig
 from fintank.bolts import FillsByTaxpayer, Market, Orders, Positions
 from fintank.config import Settings, Topics
+from fintank.engine import KafkaSettings
 from fintank.feed import RecentFeed
 from fintank.records import Tick
 from fintank.runtime import build
@@ -58,13 +59,17 @@ KEYS = {
 topology = Topology("fintank")
 for f in fields(Topics):  # every stream on its configured topic (docs/wire-format.md)
     topology.stream(f.name, getattr(topics, f.name), key=KEYS[f.name])
-topology.bolt(Market, analytics=AnalyticsConfig.from_settings(settings))
-topology.bolt(Orders)
+topology.bolt(
+    Market, analytics=AnalyticsConfig.from_settings(settings), max_future=settings.max_future
+)
+topology.bolt(
+    Orders, max_future=settings.max_future, order_id_retention=settings.order_id_retention
+)
 topology.bolt(FillsByTaxpayer)
 topology.bolt(Positions)
 
 feed = RecentFeed(
-    settings.bootstrap,
+    KafkaSettings.from_settings(settings),  # servers, TLS, SASL
     {name: getattr(topics, name) for name in ("executions", "fills", "signals", "alerts")},
 )
 topology.service(lambda _settings: feed)

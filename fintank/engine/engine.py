@@ -31,7 +31,8 @@ from typing import Any, Protocol
 import mode
 
 from fintank.codec import loads
-from fintank.engine import kafka
+from fintank.counters import EngineCounters
+from fintank.engine import checkpoint, kafka
 from fintank.engine.assignor import CopartitionedAssignor, Routing
 from fintank.engine.kafka import CommitFailedError, IllegalStateError, KafkaError, TopicPartition
 from fintank.engine.restore import read_partitions
@@ -134,11 +135,15 @@ class EngineConfig:
     #: How long a successful commit proves membership for `Engine.fence` (seconds from
     #: when the commit was sent). Well under the session timeout: see docs/engine.md.
     lease: float = 3.0
+    #: Seconds between two attempts of a fence the group coordinator did not answer.
+    fence_retry: float = 0.5
     #: Tune the garbage collector for a long-running worker (startup objects frozen,
     #: young collections every 50,000 allocations): 15% less CPU per tick, measured.
     tune_gc: bool = True
-    #: Replication factor of the changelog topics the engine creates.
+    #: Replication factor of the changelog topics the engine creates, and their
+    #: min.insync.replicas (``FINTANK_REPLICATION_FACTOR``, ``FINTANK_MIN_INSYNC_REPLICAS``).
     replication: int = 1
+    min_insync: int = 1
     #: On a fatal error in a revoke, exit the process at once (records still in the
     #: producer die with it). Tests of the engine itself turn this off.
     exit_on_fatal: bool = True
@@ -193,10 +198,20 @@ class Engine(mode.Service):
         self.assigned: set[TopicPartition] = set()
         self.recovering: asyncio.Task[None] | None = None
         self.stats = {"rebalances": 0, "fences": 0, "fenced": 0, "commits": 0, "cycles": 0}
+        self.counters = EngineCounters()  # for GET /metrics (fintank.metrics reads them)
+        for topic in self.group_of:
+            # Series that exist (at 0) from the first scrape: a query's increase() then
+            # counts the first batch too, not only what came after the series appeared.
+            self.counters.records_in[topic] += 0
+            self.counters.deadletters[topic] += 0
+        for g in groups:
+            for table in g.tables:
+                self.counters.records_out[self.changelog_topic(table)] += 0
         self.ready = asyncio.Event()  # assigned and recovered at least once
         self.consumer: Any = None
         self.producer: Any = None
         self.reader: Any = None
+        self.admin: Any = None  # committed offsets with their metadata (recovery)
         self._fetching: asyncio.Future[None] | None = None
         self._deadletter_partitions: list[int] = []
         self._partitions: dict[str, int] = {}  # group -> partition count of its inputs
@@ -261,6 +276,10 @@ class Engine(mode.Service):
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(10.0):
                         await client.stop()
+        if self.admin is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10.0):
+                    await self.admin.close()
 
     async def connect(self) -> None:
         """Check and create topics, start the clients, join the group (no loops yet)."""
@@ -268,9 +287,11 @@ class Engine(mode.Service):
         await self.prepare_topics()
         self.producer = self.clients.producer()
         self.reader = self.clients.reader()
+        self.admin = self.clients.admin()
         self.consumer = self.clients.group_consumer(self.assignor)
         await self.producer.start()
         await self.reader.start()
+        await self.admin.start()
         await self.consumer.start()
         await self._warm_up()
         self.consumer.subscribe(sorted(self.group_of), listener=_Listener(self))
@@ -347,6 +368,7 @@ class Engine(mode.Service):
                         "cleanup.policy": "compact",
                         "segment.ms": "600000",
                         "min.cleanable.dirty.ratio": "0.1",
+                        "min.insync.replicas": str(self.config.min_insync),
                     },
                 )
                 for name, n in wanted.items()
@@ -354,7 +376,13 @@ class Engine(mode.Service):
             ]
             if new:
                 with contextlib.suppress(kafka.TopicAlreadyExistsError):
-                    await admin.create_topics(new)
+                    refused = kafka.create_errors(await admin.create_topics(new))
+                    if refused:
+                        raise EngineError(
+                            f"kafka refused to create changelogs with {self.config.replication} "
+                            f"replicas, min.insync.replicas {self.config.min_insync}: "
+                            + "; ".join(f"{t}: {why}" for t, why in sorted(refused.items()))
+                        )
             existing = [n for n in wanted if n in names]
             if existing:
                 for d in await admin.describe_topics(existing):
@@ -417,14 +445,28 @@ class Engine(mode.Service):
         for lane in task.lanes.values():
             if lane.tp not in self.assigned:
                 return False
+            # What a previous owner may have processed comes first (its records are
+            # redelivered to us): a bolt's clock may assume none is left (the ledger).
+            if max(lane.processed, lane.committed) < task.inputs_at_restore.get(lane.tp, 0):
+                return False
             end = self.consumer.highwater(lane.tp)
             if end is not None and await self.consumer.position(lane.tp) < end:
                 return False
+        if task.recheck_end:
+            # Resumed after a pause: the high-water marks above are from before it (a
+            # paused partition is not fetched), so ask the brokers for the ends once.
+            lanes = [lane.tp for lane in task.lanes.values()]
+            ends = await self.reader.end_offsets(lanes)
+            for tp in lanes:
+                if await self.consumer.position(tp) < ends[tp]:
+                    return False
+            task.recheck_end = False
         return True
 
     def maybe_resume(self, task: Task) -> None:
         if task.paused and task.queued <= self.config.max_queued // 2 and not task.closing:
             task.paused = False
+            task.recheck_end = True  # its high-water marks went stale while paused
             live = [lane.tp for lane in task.lanes.values() if lane.tp in self.assigned]
             if live:
                 self.consumer.resume(*live)
@@ -433,6 +475,7 @@ class Engine(mode.Service):
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> Any:
         """Hand one record to the producer; returns its delivery future."""
+        self.counters.records_out[topic] += 1
         return await self.producer.send(topic, value=value, key=key, partition=partition)
 
     # ------------------------------------------------------------ fencing and commits
@@ -458,25 +501,49 @@ class Engine(mode.Service):
             return
         self.stats["fences"] += 1
 
-        def committed() -> dict[TopicPartition, int]:
+        def committed() -> dict[TopicPartition, tuple[int, str]]:
             return {
-                lane.tp: lane.committed
+                lane.tp: (lane.committed, t.committed_meta)
                 for t in tasks
                 for lane in t.lanes.values()
                 if lane.committed >= 0
             }
 
-        try:
-            if not await self._commit(committed):
-                raise Fenced(f"{list(tasks)}: no committed position to prove ownership with")
-        except (CommitFailedError, IllegalStateError) as exc:
-            self.stats["fenced"] += 1
-            raise Fenced(
-                f"{list(tasks)}: this worker no longer owns the partitions ({exc})"
-            ) from exc
+        waiting_since = None
+        while True:
+            try:
+                if not await self._commit(committed):
+                    raise Fenced(f"{list(tasks)}: no committed position to prove ownership with")
+                if waiting_since is not None:
+                    waited = self.clock() - waiting_since
+                    log.info("fence: the group coordinator answered after %.1fs", waited)
+                return
+            except (CommitFailedError, IllegalStateError) as exc:
+                self.stats["fenced"] += 1
+                raise Fenced(
+                    f"{list(tasks)}: this worker no longer owns the partitions ({exc})"
+                ) from exc
+            except (KafkaError, TimeoutError) as exc:
+                # No answer either way: the group coordinator is unreachable or moving
+                # (its broker died; Kafka moves it after the broker session timeout, about
+                # 10 s). Without a proof nothing may be sent, and failing the task would
+                # stop the worker for a broker's failover: ask again until the coordinator
+                # answers, or refuses, or a revoke closes the tasks (tests/integration/
+                # test_broker_fault.py).
+                if any(t.closing or t.revoked for t in tasks):
+                    raise Fenced(f"{list(tasks)}: closed while unproven ({exc!r})") from exc
+                if waiting_since is None:
+                    waiting_since = self.clock()
+                    log.warning(
+                        "fence: the group coordinator did not answer (%r); asking again every "
+                        "%ss, sending nothing meanwhile",
+                        exc,
+                        self.config.fence_retry,
+                    )
+                await asyncio.sleep(self.config.fence_retry)
 
-    async def _commit(self, build: Callable[[], Mapping[TopicPartition, int]]) -> bool:
-        """Commit the offsets ``build`` returns, built under the commit lock.
+    async def _commit(self, build: Callable[[], Mapping[TopicPartition, tuple[int, str]]]) -> bool:
+        """Commit the offsets (with their metadata) ``build`` returns, built under the commit lock.
 
         One lock for every commit, so a fence (re-committing what is committed)
         can never land after a newer commit and move an offset back. Returns
@@ -489,14 +556,14 @@ class Engine(mode.Service):
             sent = self.clock()
             async with asyncio.timeout(self.config.revoke_timeout):
                 await self.consumer.commit(
-                    {tp: kafka.OffsetAndMetadata(off, "") for tp, off in offsets.items()}
+                    {tp: kafka.OffsetAndMetadata(off, meta) for tp, (off, meta) in offsets.items()}
                 )
             self._proof = max(self._proof, sent)
             self.stats["commits"] += 1
             for task in list(self.tasks.values()):
                 for lane in task.lanes.values():
                     if lane.tp in offsets:
-                        lane.committed = max(lane.committed, offsets[lane.tp])
+                        lane.committed = max(lane.committed, offsets[lane.tp][0])
             return True
 
     async def _commit_loop(self) -> None:
@@ -565,7 +632,15 @@ class Engine(mode.Service):
 
     async def _durable(self, snap: Snapshot) -> None:
         if snap.outputs:
-            await asyncio.gather(*snap.outputs)
+            delivered = await asyncio.gather(*snap.outputs)
+            tracked = snap.task.tracked
+            topics = {tp.topic for tp in tracked}
+            bounds = snap.bounds
+            for meta in delivered:  # RecordMetadata of a send; None of chained work
+                if getattr(meta, "topic", None) in topics:
+                    tp = TopicPartition(meta.topic, meta.partition)
+                    if tp in tracked and meta.offset >= bounds.get(tp, 0):
+                        bounds[tp] = meta.offset + 1
         # Chained work (a fill after its execution's delivery) persists lines
         # after the snapshot was taken: wait for the task's newest mark too.
         marks = [m for m in (snap.persisted, snap.task.last_persisted) if m is not None]
@@ -585,7 +660,23 @@ class Engine(mode.Service):
             await asyncio.gather(*futures)
         for snap in fresh:
             snap.published = True
-        await self._commit(lambda: {tp: off for s in snaps for tp, off in s.offsets.items()})
+        # Every lane of a task is committed with the same checkpoint (the lanes that did
+        # not move at their committed offsets), so recovery finds one bound per task.
+        metas = {s.task: checkpoint.encode(s.task.replay_bounds(s.offsets)) for s in snaps}
+
+        def offsets() -> dict[TopicPartition, tuple[int, str]]:
+            out: dict[TopicPartition, tuple[int, str]] = {}
+            for s in snaps:
+                for lane in s.task.lanes.values():
+                    off = s.offsets.get(lane.tp, lane.committed)
+                    if off >= 0:
+                        out[lane.tp] = (off, metas[s.task])
+            return out
+
+        await self._commit(offsets)
+        for s in snaps:
+            s.task.committed_meta = metas[s.task]
+            checkpoint.raised(s.task.checkpoint, s.bounds)
 
     # ------------------------------------------------------------ rebalance
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -674,6 +765,8 @@ class Engine(mode.Service):
             g = self.groups[group]
             stores = {t.name: PartitionStore(t, partition) for t in g.tables}
             task = Task(self, g, partition, stores)
+            task.tracked = {TopicPartition(t, partition) for t in g.replay}
+            task.tracked.update(self._deadletter_tps())
             self.tasks[task.key] = task
             task.start(self._task_failed)
             new.append(task)
@@ -707,23 +800,49 @@ class Engine(mode.Service):
         # What is committed now (the fence re-commits it to prove ownership). Not
         # the position: the fetch loop may already have fetched past it.
         lanes = [lane for t in tasks for lane in t.lanes.values()]
-        committed = await asyncio.gather(*(self.consumer.committed(lane.tp) for lane in lanes))
-        never = [lane.tp for lane, off in zip(lanes, committed, strict=True) if off is None]
+        committed = await self.admin.list_consumer_group_offsets(
+            self.config.app_id, partitions=[lane.tp for lane in lanes]
+        )
+
+        def offset_of(tp: TopicPartition) -> int:
+            got = committed.get(tp)
+            return -1 if got is None else int(got.offset)
+
+        never = [lane.tp for lane in lanes if offset_of(lane.tp) < 0]
         starts = await self.reader.beginning_offsets(never) if never else {}
-        for lane, off in zip(lanes, committed, strict=True):
-            lane.committed = starts[lane.tp] if off is None else off
+        for lane in lanes:
+            off = offset_of(lane.tp)
+            lane.committed = starts[lane.tp] if off < 0 else off
+        # Replay from each task's checkpoint (from where it last committed: every lane
+        # carries the same; the lowest, to be safe), or from the beginning without one.
+        replay_from: dict[TopicPartition, int] = {}
+        for t in tasks:
+            metas = [committed.get(lane.tp) for lane in t.lanes.values()]
+            bounds = checkpoint.lowest(
+                checkpoint.decode(None if m is None else m.metadata) for m in metas
+            )
+            for tp in t.tracked:
+                replay_from[tp] = min(replay_from.get(tp, bounds.get(tp, 0)), bounds.get(tp, 0))
         wanted: dict[TopicPartition, tuple[Task, str]] = {}
         for t in tasks:
             for table in t.group.tables:
                 wanted[TopicPartition(self.changelog_topic(table), t.partition)] = (t, table.name)
             for topic in t.group.replay:
                 wanted[TopicPartition(topic, t.partition)] = (t, topic)
-        dead = [
-            TopicPartition(self.config.deadletters, p)
-            for p in self._deadletter_partitions
-            if self.config.deadletters
-        ]
-        records = await read_partitions(self.reader, [*wanted, *dead])
+        dead = self._deadletter_tps()
+        ends: dict[TopicPartition, int] = {}
+        records = await read_partitions(
+            self.reader, [*wanted, *dead], starts=replay_from, ends=ends
+        )
+        inputs_now = await self.reader.end_offsets([lane.tp for lane in lanes]) if lanes else {}
+        for t in tasks:
+            # Nothing this incarnation sends is below the ends read now; what a previous
+            # owner sent for records we will process again may be (Task.replay_bounds).
+            t.checkpoint = {tp: ends[tp] for tp in t.tracked if tp in ends}
+            t.floor = {tp: max(replay_from.get(tp, 0), 0) for tp in t.tracked}
+            t.inputs_at_restore = {lane.tp: inputs_now[lane.tp] for lane in t.lanes.values()}
+            first = committed.get(next(iter(t.lanes.values())).tp)
+            t.committed_meta = "" if first is None or first.offset < 0 else first.metadata or ""
         replayed: dict[Task, dict[str, list[Any]]] = {t: {} for t in tasks}
         for tp, (task, name) in wanted.items():
             got = records.get(tp, [])
@@ -743,12 +862,18 @@ class Engine(mode.Service):
         for task in tasks:
             task.ready.set()
         self.ready.set()
+        took = time.monotonic() - started
+        self.counters.recovered(took)
         log.info(
             "recovered %d tasks in %.3fs (%d records read back)",
             len(tasks),
-            time.monotonic() - started,
+            took,
             sum(len(v) for v in records.values()),
         )
+
+    def _deadletter_tps(self) -> list[TopicPartition]:
+        topic = self.config.deadletters
+        return [TopicPartition(topic, p) for p in self._deadletter_partitions] if topic else []
 
     def _recovery_done(self, fut: asyncio.Future[None]) -> None:
         if fut.cancelled() or fut.exception() is None:
@@ -798,6 +923,21 @@ class Engine(mode.Service):
         raise EngineError(why)
 
     # ------------------------------------------------------------ introspection
+    def lags(self) -> dict[TopicPartition, int]:
+        """Per assigned input partition: records between the last one processed (or committed)
+        and its high-water mark as of the last fetch. Partitions not fetched yet are left out."""
+        out: dict[TopicPartition, int] = {}
+        consumer = self.consumer
+        if consumer is None:
+            return out
+        for task in list(self.tasks.values()):
+            for lane in task.lanes.values():
+                end = consumer.highwater(lane.tp)
+                done = max(lane.processed, lane.committed)
+                if end is not None and done >= 0:
+                    out[lane.tp] = max(0, end - done)
+        return out
+
     def describe(self) -> dict[str, Any]:
         """Per input partition: fetched, processed, committed offsets and counters (for /debug)."""
         out: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""Read partitions back from their beginning to their end (as of the call), outside any group.
+"""Read partitions back to their end (as of the call), outside any group.
 
 Used at assignment to restore tables from their changelogs and to replay
 output topics (what was already emitted). One reader is reused for every
@@ -9,22 +9,34 @@ batch close to its assignment.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fintank.engine.kafka import TopicPartition
 
 
 async def read_partitions(
-    reader: Any, tps: Sequence[TopicPartition], timeout: float = 120.0
+    reader: Any,
+    tps: Sequence[TopicPartition],
+    timeout: float = 120.0,
+    starts: Mapping[TopicPartition, int] | None = None,
+    ends: dict[TopicPartition, int] | None = None,
 ) -> dict[TopicPartition, list[Any]]:
-    """Every record of each partition up to its end offset now (ConsumerRecords, in order)."""
+    """Every record of each partition up to its end offset now (ConsumerRecords, in order).
+
+    ``starts``: where to start reading some partitions (not before their first
+    offset); ``ends``: filled with the end offsets read.
+    """
     if not tps:
         return {}
     # Offsets first, then assign: an assigned partition is fetched at once, and a
     # long-poll fetch on the connection would delay the offset requests behind it.
-    ends = await reader.end_offsets(list(tps))
-    starts = await reader.beginning_offsets(list(tps))
+    end_offsets = await reader.end_offsets(list(tps))
+    if ends is not None:
+        ends.update(end_offsets)
+    ends = end_offsets
+    firsts = await reader.beginning_offsets(list(tps))
+    starts = {tp: max(firsts[tp], (starts or {}).get(tp, 0)) for tp in tps}
     todo = {tp for tp in tps if ends[tp] > starts[tp]}
     out: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
     if not todo:

@@ -106,6 +106,9 @@ class Snapshot:
     persisted: int | None  # the persister mark to wait for (None: nothing persisted)
     durable: asyncio.Future[None] = field(init=False)
     published: bool = False  # its state is on the changelogs (its offsets may not be committed yet)
+    #: Per replay partition, 1 + the highest offset its outputs were delivered at (set once
+    #: durable): the replay bound of the commit *after* this one (fintank.engine.checkpoint).
+    bounds: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 class Context:
@@ -205,6 +208,7 @@ class Context:
             await self.send("deadletters", letter.source_topic, stamped)
             self._task.deadletter_marks[topic] = offset
             sent.append(stamped)
+        self._task.engine.counters.deadletters[topic] += len(sent)
         return sent
 
     @staticmethod
@@ -236,17 +240,32 @@ class Task:
         self.persisted: int | None = None  # persister mark after its lines since the snapshot
         self.last_persisted: int | None = None  # persister mark after its newest lines
         self.deadletter_marks: dict[str, int] = {}  # topic -> highest dead-lettered offset
+        # Bounded recovery (fintank.engine.checkpoint): the partitions its recovery replays
+        # (its replay topics, the dead letters), the bound to commit with its next snapshot,
+        # and the metadata of its last commit (a fence commits it again, unchanged).
+        self.tracked: set[TopicPartition] = set()
+        self.checkpoint: dict[TopicPartition, int] = {}
+        self.committed_meta = ""
+        # What recovery read from, kept as the checkpoint until the commits pass the input
+        # offsets a previous owner may have processed (``inputs_at_restore``): until then
+        # a redelivered record's earlier outputs sit below this incarnation's own.
+        self.floor: dict[TopicPartition, int] | None = None
+        self.inputs_at_restore: dict[TopicPartition, int] = {}
         self.inflight: Snapshot | None = None
         self.ready = asyncio.Event()  # set once recovered
         self.closing = False  # stop taking batches (a revoke has begun)
         self.revoked = False  # the partitions are gone: nothing more may be sent for them
         self.failed = False  # its processor raised: nothing of it is published or committed
         self.paused = False
+        self.recheck_end = False  # resumed: `Engine.caught_up` asks for the true ends once
         self.changed = False  # processed or staged something since the last snapshot
         self.context = Context(self)
         self.processor: Processor = group.processor(self.context)
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        # GET /metrics: per batch, one histogram slot and one dict entry (fintank.counters).
+        self._batch_seconds = engine.counters.batch_histogram(group.name)
+        self._records_in = engine.counters.records_in
 
     def reset(self) -> None:
         """Forget everything restored (a failed recovery is started over from scratch)."""
@@ -254,6 +273,10 @@ class Task:
             name: PartitionStore(s.table, self.partition) for name, s in self.stores.items()
         }
         self.deadletter_marks.clear()
+        self.checkpoint.clear()
+        self.committed_meta = ""
+        self.floor = None
+        self.inputs_at_restore = {}
         self.pending = []
         self.cancel_chained()
         self.processor = self.group.processor(self.context)
@@ -309,7 +332,10 @@ class Task:
                             f"{batch.tp}: batch at {batch.first} is behind offset "
                             f"{max(lane.processed, lane.committed)}"
                         )
+                    started = time.perf_counter()
                     await self.processor.on_batch(batch)
+                    self._batch_seconds.observe(time.perf_counter() - started)
+                    self._records_in[batch.topic] += len(batch)
                     lane.processed = batch.end
                     lane.done += len(batch)
                     self.changed = True
@@ -361,6 +387,24 @@ class Task:
         self.persisted = None
         self.changed = False
         return snap
+
+    def replay_bounds(self, committing: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The checkpoint to commit along with the offsets ``committing`` (docs/engine.md).
+
+        This incarnation's own bounds once every input is committed past what a previous
+        owner could have processed (the ends at recovery); recovery's own starting point
+        before that, since a record redelivered to us may have had outputs below ours.
+        """
+        if self.floor is not None:
+            at_restore = self.inputs_at_restore
+            if all(
+                committing.get(lane.tp, lane.committed) >= at_restore.get(lane.tp, 0)
+                for lane in self.lanes.values()
+            ):
+                self.floor = None
+            else:
+                return self.floor
+        return self.checkpoint
 
     async def stop(self, timeout: float) -> bool:
         """Stop taking batches: wait (up to ``timeout``) for the batch in hand to finish.

@@ -12,6 +12,20 @@ not committed) instead of growing memory or dropping points.
 The engine asks "is everything up to here written?" with `mark` (lines
 added so far) and `written` (wait until that many are done): a commit of
 input offsets waits for the lines those inputs produced.
+
+What a failed write leads to depends on its kind (`fintank.sinks.transports`):
+
+* transient (server down or frozen, 5xx, timeouts) and refused (401, 403,
+  404: credentials, permissions, a missing database): the batch stays at the
+  head of the buffer and is retried with backoff until the server takes it;
+  nothing is acknowledged past it. Each episode is logged once when it
+  starts (ERROR for a refusal, saying what to fix) and once when writes
+  succeed again; ``problem`` says what is wrong meanwhile (``GET /health``).
+* rejected for content (400, 413, 422): the lines the server names, or else
+  the halves of the batch written again until each refused line is alone,
+  go to ``deadletter`` with the server's reason; every other line is
+  written. Lines do not carry the input record they came from, so a dead
+  letter holds the line itself, with ``source_topic`` ``influxdb:<measurement>``.
 """
 
 from __future__ import annotations
@@ -19,15 +33,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from itertools import islice
 
+from fintank.counters import WRITE_BUCKETS, Histogram
 from fintank.errors import SinkError
-from fintank.sinks.transports import TransientWriteError, Transport
+from fintank.records import DeadLetter
+from fintank.sinks.lines import measurement_of
+from fintank.sinks.transports import RefusedWriteError, TransientWriteError, Transport
 
 log = logging.getLogger(__name__)
+
+#: Sends dead letters and returns once they are delivered (the runtime's: to ``deadletters``).
+DeadLetterSink = Callable[[list[DeadLetter]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -37,7 +58,10 @@ class PersisterStats:
     written: int = 0
     batches: int = 0
     retries: int = 0
+    #: points the server refused for their content (dead-lettered, given a deadletters stream)
     rejected: int = 0
+    #: seconds per successful write (one per batch, for GET /metrics)
+    write_seconds: Histogram = field(default_factory=lambda: Histogram(WRITE_BUCKETS))
 
 
 class InfluxPersister:
@@ -50,6 +74,7 @@ class InfluxPersister:
         flush_interval: float = 0.5,
         max_buffer: int = 200_000,
         max_backoff: float = 5.0,
+        deadletter: DeadLetterSink | None = None,
     ) -> None:
         if max_buffer < batch_size:
             raise ValueError("max_buffer must be >= batch_size")
@@ -58,6 +83,13 @@ class InfluxPersister:
         self.flush_interval = flush_interval
         self.max_buffer = max_buffer
         self.max_backoff = max_backoff
+        #: where points the server refuses for their content go (None: logged and dropped)
+        self.deadletter = deadletter
+        #: what keeps writes from succeeding now, in words (None while they succeed)
+        self.problem: str | None = None
+        self._episode: str | None = None  # the kind of failure being retried, logged once
+        self._failing_since = 0.0
+        self._episode_retries = 0
         self.stats = PersisterStats()
         self._buffer: deque[str] = deque()
         self._added = 0  # lines ever added
@@ -115,7 +147,7 @@ class InfluxPersister:
             while self._buffer:
                 n = min(self.batch_size, len(self._buffer))
                 batch = list(islice(self._buffer, n))  # (deque[i] walks from the nearer end)
-                await self._write_with_retry(batch)
+                await self._write_all(batch)
                 for _ in range(n):
                     self._buffer.popleft()
                 self._done += n
@@ -124,29 +156,129 @@ class InfluxPersister:
                 if len(self._buffer) < self.max_buffer:
                     self._room.set()
 
+    async def _write_all(self, batch: list[str]) -> None:
+        """Write ``batch``; dead-letter exactly the lines the server refuses for their content.
+
+        A refusal the server attributes to named lines takes those lines out;
+        otherwise the part is halved, and a refused single line is the culprit.
+        Rewriting a line that a partial write already stored is harmless: the
+        same series and time overwrite the same point.
+        """
+        parts = [batch]
+        while parts:
+            part = parts.pop()
+            try:
+                await self._write_with_retry(part)
+            except SinkError as exc:  # not transient: refused for content
+                reason = str(getattr(exc, "reason", "") or exc)
+                in_part = set(part)
+                named = {k: v for k, v in getattr(exc, "named", {}).items() if k in in_part}
+                if len(part) == 1 and not named:
+                    named = {part[0]: reason}
+                if not named:
+                    half = len(part) // 2
+                    parts += [part[half:], part[:half]]  # the first half is written first
+                    continue
+                rest = [line for line in part if line not in named]
+                self.stats.rejected += len(part) - len(rest)
+                await self._reject(named)
+                if rest:
+                    parts.append(rest)
+
     async def _write_with_retry(self, batch: list[str]) -> None:
+        """Write ``batch`` once it succeeds; retry transient failures and refusals; raise
+        `SinkError` if the server refuses the points for their content."""
         delay = 0.05
         while True:
+            started = time.perf_counter()
             try:
                 await self.transport.write(batch)
             except TransientWriteError as exc:
                 self.stats.retries += 1
-                log.warning(
-                    "%s write failed, retrying in %.2fs: %s", self.transport.name, delay, exc
-                )
+                self._failed(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
                 continue
-            except SinkError as exc:
-                # The server refused the data itself (a bug in a line builder, or a
-                # field-type conflict from someone else's writes). Retrying cannot
-                # help; log loudly and count, rather than wedging the whole stream.
-                self.stats.rejected += len(batch)
-                log.error("%s rejected %d points: %s", self.transport.name, len(batch), exc)
-                return
+            self.stats.write_seconds.observe(time.perf_counter() - started)
             self.stats.written += len(batch)
             self.stats.batches += 1
+            self._succeeded()
             return
+
+    def _failed(self, exc: TransientWriteError) -> None:
+        """Log a failure once per episode (again only when its kind changes), and keep it in
+        ``problem``: a refusal says what to fix, an outage that the server is not answering."""
+        refused = isinstance(exc, RefusedWriteError)
+        kind = str(exc) if refused else "unavailable"
+        self.problem = str(exc)
+        self._episode_retries += 1
+        if kind == self._episode:
+            return
+        if self._episode is None:
+            self._failing_since = time.monotonic()
+            self._episode_retries = 1
+        self._episode = kind
+        if refused:
+            log.error(
+                "%s; %d points kept and retried until the server accepts them "
+                "(their input offsets are not committed)",
+                exc,
+                len(self._buffer),
+            )
+        else:
+            log.warning(
+                "%s write failed, retrying with backoff (up to %.1fs): %s; %d points kept "
+                "(their input offsets are not committed)",
+                self.transport.name,
+                self.max_backoff,
+                exc,
+                len(self._buffer),
+            )
+
+    def _succeeded(self) -> None:
+        if self._episode is None:
+            return
+        log.warning(
+            "%s writes succeed again after %.1fs of failures (%d retries); %d points waiting",
+            self.transport.name,
+            time.monotonic() - self._failing_since,
+            self._episode_retries,
+            len(self._buffer),
+        )
+        self._episode = self.problem = None
+
+    async def _reject(self, named: dict[str, str]) -> None:
+        """Dead-letter lines the server refused, each with its reason; retried until delivered."""
+        now = time.time()
+        letters = [
+            DeadLetter(
+                source_topic=f"influxdb:{measurement_of(line)}",
+                reason=f"{self.transport.name} refused the point: {reason}",
+                payload=line,
+                timestamp=now,
+            )
+            for line, reason in named.items()
+        ]
+        first = letters[0]
+        log.error(
+            "%s refused %d point(s) for their content; %s: %s (%s)",
+            self.transport.name,
+            len(letters),
+            "dead-lettered" if self.deadletter else "DROPPED (no deadletters stream)",
+            first.reason,
+            first.payload[:200],
+        )
+        if self.deadletter is None:
+            return
+        delay = 0.05
+        while True:
+            try:
+                await self.deadletter(letters)
+                return
+            except Exception as exc:  # noqa: BLE001 - delivery is retried, not given up
+                log.warning("dead letters of refused points not delivered (%r); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
 
     async def close(self) -> None:
         """Write what is left, then release the transport."""

@@ -95,3 +95,24 @@ def deadletter_line(source_topic: str, timestamp: float) -> str:
     with ``sum("count")``. The payload and reason stay on the Kafka topic.
     """
     return f"{prefix('deadletters', {'source_topic': source_topic})}count=1i {to_ns(timestamp)}"
+
+
+def measurement_of(line: str) -> str:
+    """The measurement a line-protocol line writes to (``\\,`` and ``\\ `` unescaped).
+
+    The persister names a point the server refused by it: lines do not carry
+    the input record they came from.
+    """
+    out = []
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == "\\" and i + 1 < n and line[i + 1] in ", \\":
+            out.append(line[i + 1])
+            i += 2
+            continue
+        if c in ", ":
+            break
+        out.append(c)
+        i += 1
+    return "".join(out)

@@ -8,16 +8,30 @@ import urllib.request
 from typing import Any
 
 from fintank.errors import SinkError
+from fintank.sinks.transports import basic_auth
 
 
-def influxql(url: str, database: str, query: str, epoch: str | None = None) -> list[dict[str, Any]]:
-    """Run InfluxQL on InfluxDB 1.x; the ``series`` of the first statement (``[]`` if none)."""
+def influxql(
+    url: str,
+    database: str,
+    query: str,
+    epoch: str | None = None,
+    *,
+    username: str = "",
+    password: str = "",
+) -> list[dict[str, Any]]:
+    """Run InfluxQL on InfluxDB 1.x; the ``series`` of the first statement (``[]`` if none).
+
+    With a ``username``, as that user (HTTP Basic, for an InfluxDB with auth enabled).
+    """
     params = {"db": database, "q": query}
     if epoch:
         params["epoch"] = epoch
     req = urllib.request.Request(
         url.rstrip("/") + "/query", data=urllib.parse.urlencode(params).encode(), method="POST"
     )
+    if username:
+        req.add_header("Authorization", basic_auth(username, password))
     with urllib.request.urlopen(req, timeout=30) as resp:
         body = json.loads(resp.read())
     result = body["results"][0]
@@ -26,10 +40,20 @@ def influxql(url: str, database: str, query: str, epoch: str | None = None) -> l
     return list(result.get("series", []))
 
 
-def influx_count(url: str, database: str, measurement: str, field: str, where: str = "") -> int:
+def influx_count(
+    url: str,
+    database: str,
+    measurement: str,
+    field: str,
+    where: str = "",
+    *,
+    username: str = "",
+    password: str = "",
+) -> int:
     """How many points of ``measurement`` have ``field`` (optionally filtered by an InfluxQL WHERE)."""
     clause = f" WHERE {where}" if where else ""
-    series = influxql(url, database, f'SELECT count("{field}") FROM "{measurement}"{clause}')
+    query = f'SELECT count("{field}") FROM "{measurement}"{clause}'
+    series = influxql(url, database, query, username=username, password=password)
     return int(series[0]["values"][0][1]) if series else 0
 
 

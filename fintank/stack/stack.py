@@ -23,15 +23,16 @@ import subprocess
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from fintank.config import Settings
 from fintank.errors import StackError
-from fintank.stack import procs
-from fintank.stack.topics import ensure_topics
+from fintank.stack import cluster, procs, scrape
+from fintank.stack.extras import KafkaExtras
+from fintank.stack.topics import ensure_topics, wait_for_brokers
 
 KAFKA_POM = "pom.xml"
 KAFKA_LOG4J = "log4j2.properties"
@@ -82,21 +83,37 @@ class Stack:
     """Kafka + InfluxDB 1.x + VictoriaMetrics under ``settings.state_dir``.
 
     A relative ``state_dir`` is resolved against the current directory when the
-    stack is made; ``cache`` (Kafka's jars) defaults to `cache_path`.
+    stack is made; ``cache`` (Kafka's jars) defaults to `cache_path`. Kafka is
+    ``brokers`` nodes (`fintank.stack.cluster`); None: as many as the cluster
+    under the state folder has, else 1. ``kafka_extras`` adds listeners and SCRAM
+    users to every node (`fintank.stack.extras`; the secured-Kafka test's broker).
     """
 
-    def __init__(self, settings: Settings, cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: Path | None = None,
+        brokers: int | None = None,
+        kafka_extras: KafkaExtras | None = None,
+    ) -> None:
         self.settings = settings
+        self.kafka_extras = KafkaExtras() if kafka_extras is None else kafka_extras
         self.state = state_path(settings)
         self.cache = cache_path() if cache is None else cache.expanduser().absolute()
         s = settings
-        self.kafka = Service(
-            "kafka",
-            f"127.0.0.1:{s.kafka_port} (broker), 127.0.0.1:{s.kafka_port + 1} (KRaft controller)",
-            self.state / "kafka" / "kafka.pid",
-            self.state / "kafka" / "kafka.log",
-            lambda: procs.port_open(s.kafka_port),
+        self.brokers = brokers or cluster.recorded_brokers(self.state) or 1
+        self.nodes = cluster.nodes(self.state, s.kafka_port, self.brokers)
+        self.kafka_nodes = tuple(
+            Service(
+                "kafka" if self.brokers == 1 else f"kafka-{node.node_id}",
+                node.address,
+                node.pid_file,
+                node.log_file,
+                lambda port=node.port: procs.port_open(port),  # type: ignore[misc]
+            )
+            for node in self.nodes
         )
+        self.kafka = self.kafka_nodes[0]
         self.influxdb = Service(
             "influxdb",
             f"http://127.0.0.1:{s.influx_port} (InfluxDB 1.x, database {s.influx_database!r})",
@@ -106,12 +123,13 @@ class Stack:
         )
         self.victoria = Service(
             "victoria-metrics",
-            f"http://127.0.0.1:{s.victoria_port} (VictoriaMetrics, InfluxDB v2 write API)",
+            f"http://127.0.0.1:{s.victoria_port} (VictoriaMetrics: InfluxDB v2 write API, "
+            "Prometheus queries; scrapes the workers' /metrics)",
             self.state / "victoria" / "victoria.pid",
             self.state / "victoria" / "victoria.log",
             lambda: procs.http_ok(f"http://127.0.0.1:{s.victoria_port}/health"),
         )
-        self.services = (self.kafka, self.influxdb, self.victoria)
+        self.services = (*self.kafka_nodes, self.influxdb, self.victoria)
 
     # ----------------------------------------------------------------- install
     def install(self, log: Callable[[str], None] = print) -> None:
@@ -132,6 +150,7 @@ class Stack:
     # ------------------------------------------------------------------ up/down
     def up(self, log: Callable[[str], None] = print) -> None:
         """Install what is missing, start what is not running, wait for each to answer. Idempotent."""
+        self.check_size()
         self.install(log)
         self.start_kafka(log)
         self.start_influxdb(log)
@@ -141,8 +160,13 @@ class Stack:
 
     def down(self, log: Callable[[str], None] = print) -> None:
         """Stop the processes this stack started (by pid file), Kafka last."""
-        for service in (self.victoria, self.influxdb, self.kafka):
+        for service in (self.victoria, self.influxdb):
             stopped = procs.stop(service.pid_file)
+            log(f"{service.name}: {'stopped' if stopped else 'was not running'}")
+        pids = [procs.read_pid(node.pid_file) for node in self.kafka_nodes]
+        cluster.terminate([pid for pid in pids if pid is not None])
+        for service, pid in zip(self.kafka_nodes, pids, strict=True):
+            stopped = procs.stop(service.pid_file) or pid is not None
             log(f"{service.name}: {'stopped' if stopped else 'was not running'}")
 
     def status(self) -> list[tuple[Service, int | None, bool]]:
@@ -152,76 +176,123 @@ class Stack:
     def _start(
         self, service: Service, argv: list[str], timeout: float, log: Callable[[str], None]
     ) -> None:
-        pid = procs.read_pid(service.pid_file)
-        if pid is not None and service.is_up():
-            log(f"{service.name}: already running (pid {pid}) at {service.address}")
-            return
-        if pid is None and service.is_up():
-            raise StackError(
-                f"{service.name}: something else already listens at {service.address}; "
-                "stop it or choose other FINTANK_*_PORT values"
+        self._start_all([(service, argv)], timeout, log)
+
+    def _start_all(
+        self,
+        services: list[tuple[Service, list[str]]],
+        timeout: float,
+        log: Callable[[str], None],
+    ) -> None:
+        """Start each service that is not running, then wait for each to answer: the nodes
+        of a Kafka cluster answer only once a quorum of them runs."""
+        waiting = []
+        for service, argv in services:
+            pid = procs.read_pid(service.pid_file)
+            if pid is not None and service.is_up():
+                log(f"{service.name}: already running (pid {pid}) at {service.address}")
+                continue
+            if pid is None and service.is_up():
+                raise StackError(
+                    f"{service.name}: something else already listens at {service.address}; "
+                    "stop it or choose other FINTANK_*_PORT values"
+                )
+            if pid is None:
+                procs.spawn(argv, service.pid_file, service.log_file, cwd=service.pid_file.parent)
+            waiting.append(service)
+        for service in waiting:
+            procs.wait_until(
+                service.is_up, service.name, timeout, service.pid_file, service.log_file
             )
-        if pid is None:
-            procs.spawn(argv, service.pid_file, service.log_file, cwd=service.pid_file.parent)
-        procs.wait_until(service.is_up, service.name, timeout, service.pid_file, service.log_file)
-        log(f"{service.name}: up at {service.address}")
+            log(f"{service.name}: up at {service.address}")
 
     def start_kafka(self, log: Callable[[str], None]) -> None:
-        home = self.state / "kafka"
-        data = home / "data"
-        home.mkdir(parents=True, exist_ok=True)
-        port = self.settings.kafka_port
-        props = home / "server.properties"
-        props.write_text(
-            KAFKA_PROPERTIES.format(
-                port=port, controller=port + 1, data=data, partitions=self.settings.partitions
-            )
-        )
-        log4j = home / KAFKA_LOG4J
-        log4j.write_text(kafka_resource(KAFKA_LOG4J), encoding="utf-8")
+        """Format the nodes that are new (one cluster id for all), start those not running,
+        wait until each answers and, for a cluster, until every broker has registered."""
+        self.check_size()
         classpath = f"{self.kafka_libs(log)}/*"
-        if not (data / "meta.properties").exists():
-            cluster_id = _cluster_id()
-            done = subprocess.run(
-                [
-                    "java",
-                    "-cp",
-                    classpath,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(props),
-                ],
-                capture_output=True,
-                text=True,
+        cluster_id = cluster.cluster_id_of(self.nodes) or _cluster_id()
+        starts = []
+        for node, service in zip(self.nodes, self.kafka_nodes, strict=True):
+            node.home.mkdir(parents=True, exist_ok=True)
+            node.properties.write_text(
+                self.kafka_extras.apply(cluster.server_properties(node, self.nodes, self.settings)),
+                encoding="utf-8",
             )
-            if done.returncode != 0:
-                raise StackError(
-                    f"formatting Kafka storage failed: {done.stdout}{done.stderr}".strip()
-                )
-        argv = [
-            "java",
-            "-Xms256m",
-            "-Xmx1g",
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}",
-            "-cp",
-            classpath,
-            "kafka.Kafka",
-            str(props),
-        ]
-        self._start(self.kafka, argv, 90, log)
+            log4j = node.home / KAFKA_LOG4J
+            log4j.write_text(kafka_resource(KAFKA_LOG4J), encoding="utf-8")
+            if not (node.data / "meta.properties").exists():
+                self._format(classpath, cluster_id, node.properties, self.kafka_extras.format_args)
+            argv = [
+                "java",
+                "-Xms256m",
+                "-Xmx1g",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={log4j}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(node.properties),
+            ]
+            starts.append((service, argv))
+        cluster.record_brokers(self.state, self.brokers)
+        self._start_all(starts, 90, log)
+        if self.brokers > 1:
+            asyncio.run(wait_for_brokers(cluster.servers(self.nodes), self.brokers, 90))
 
-    def start_influxdb(self, log: Callable[[str], None]) -> None:
+    def check_size(self) -> None:
+        """`StackError` if the state folder holds a Kafka of another size than this stack's."""
+        recorded = cluster.recorded_brokers(self.state)
+        if recorded is None or recorded == self.brokers:
+            return
+        home = self.state / "kafka"
+        others = cluster.nodes(self.state, self.settings.kafka_port, recorded)
+        if any(procs.read_pid(node.pid_file) is not None for node in others):
+            raise StackError(
+                f"kafka: a {recorded}-broker cluster runs under {home}; "
+                f"stop it (fintank down) before starting {self.brokers}"
+            )
+        raise StackError(
+            f"kafka: {home} holds a {recorded}-broker cluster; start it with --brokers "
+            f"{recorded}, or remove {home} (its topics are lost) to start {self.brokers}"
+        )
+
+    @staticmethod
+    def _format(
+        classpath: str, cluster_id: str, properties: Path, extra: Sequence[str] = ()
+    ) -> None:
+        done = subprocess.run(
+            [
+                "java",
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(properties),
+                *extra,  # KafkaExtras.format_args: SCRAM users (--add-scram ...)
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed: {done.stdout}{done.stderr}".strip())
+
+    def start_influxdb(self, log: Callable[[str], None], auth: bool = False) -> None:
+        """Start influxd unless it runs. ``auth``: with ``[http] auth-enabled = true`` (every
+        request but the first ``CREATE USER ... WITH ALL PRIVILEGES`` then needs a user)."""
         home = self.state / "influxdb"
         home.mkdir(parents=True, exist_ok=True)
         conf = home / "influxdb.conf"
         conf.write_text(
             INFLUXDB_CONF.format(
-                home=home, port=self.settings.influx_port, rpc=self.settings.influx_port + 2
+                home=home,
+                port=self.settings.influx_port,
+                rpc=self.settings.influx_port + 2,
+                auth="true" if auth else "false",
             )
         )
         self._start(self.influxdb, ["influxd", "-config", str(conf)], 60, log)
@@ -229,6 +300,10 @@ class Stack:
     def start_victoria(self, log: Callable[[str], None]) -> None:
         home = self.state / "victoria"
         home.mkdir(parents=True, exist_ok=True)
+        # It scrapes the workers listed in targets/ (fintank.stack.scrape): the
+        # default worker's port is listed here, other workers list themselves.
+        config = scrape.write_config(self.state)
+        scrape.add_target(self.state, self.settings.web_port)
         argv = [
             "victoria-metrics",
             f"-storageDataPath={home / 'data'}",
@@ -237,8 +312,26 @@ class Stack:
             "-loggerLevel=WARN",
             # Make freshly written points visible to queries at once (default 30s).
             "-search.latencyOffset=0s",
+            f"-promscrape.config={config}",
+            f"-promscrape.fileSDCheckInterval={scrape.FILE_SD_CHECK}",
         ]
+        pid = procs.read_pid(self.victoria.pid_file)
+        if pid is not None and self.victoria.is_up() and not self._scrapes(config):
+            # Started by a fintank that did not scrape workers yet: its flags are fixed
+            # at start, so restart it (its data stays in storageDataPath).
+            log(f"victoria-metrics: restarting (pid {pid}) to scrape the workers' /metrics")
+            procs.stop(self.victoria.pid_file)
         self._start(self.victoria, argv, 60, log)
+
+    def _scrapes(self, config: Path) -> bool:
+        """Whether the running VictoriaMetrics was started with ``config`` as its scrape config."""
+        url = f"http://127.0.0.1:{self.settings.victoria_port}/flags"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                flags = resp.read().decode("utf-8", "replace")
+        except OSError:
+            return True  # cannot tell: leave it running
+        return f'-promscrape.config="{config}"' in flags
 
     def create_database(self) -> None:
         query = urllib.parse.urlencode({"q": f'CREATE DATABASE "{self.settings.influx_database}"'})
@@ -251,29 +344,6 @@ class Stack:
             if resp.status != 200:
                 raise StackError(f"InfluxDB refused CREATE DATABASE: HTTP {resp.status}")
 
-
-KAFKA_PROPERTIES = """\
-# Written by fintank's `invoke up`; edit fintank/stack/stack.py instead.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs={data}
-num.partitions={partitions}
-num.network.threads=2
-num.io.threads=4
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-# fintank creates every topic explicitly (invoke up, faust's declare); a typo must fail.
-auto.create.topics.enable=false
-"""
 
 INFLUXDB_CONF = """\
 # Written by fintank's `invoke up`; edit fintank/stack/stack.py instead.
@@ -291,6 +361,7 @@ bind-address = "127.0.0.1:{rpc}"
 [http]
   bind-address = "127.0.0.1:{port}"
   log-enabled = false
+  auth-enabled = {auth}
 
 [monitor]
   store-enabled = false

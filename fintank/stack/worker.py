@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 from fintank.config import Settings
-from fintank.stack import procs
+from fintank.stack import procs, scrape
 from fintank.stack.stack import state_path
 
 DEFAULT_APP = "topologies.fintank"
@@ -36,15 +36,19 @@ class Worker:
         self.pid_file = home / "worker.pid"
         self.log_file = home / "worker.log"
         self.url = f"http://127.0.0.1:{settings.web_port}"
+        self._scraped = False  # whether start() listed it for VictoriaMetrics (stop unlists it)
 
     def argv(self) -> list[str]:
         """The worker's command line; ``argv()[0]`` is this interpreter (`os.execv`-ready)."""
+        # JSON logs: faust's start-up banner (printed, not logged) would break the lines.
+        quiet = ["--quiet"] if self.settings.log_format == "json" else []
         return [
             sys.executable,
             "-m",
             "faust",
             "-A",
             self.app,
+            *quiet,
             "worker",
             "-l",
             "info",
@@ -77,6 +81,8 @@ class Worker:
         directory lands next to its log whatever the caller's current directory was.
         """
         self.home.mkdir(parents=True, exist_ok=True)
+        # The local stack's VictoriaMetrics scrapes every worker listed (fintank.stack.scrape).
+        self._scraped = scrape.add_target(self.state, self.settings.web_port) or self._scraped
         if self.pid() is None:
             run_env = dict(os.environ if env is None else env)
             run_env["FINTANK_STATE_DIR"] = str(self.state)
@@ -85,7 +91,11 @@ class Worker:
 
     def stop(self, timeout: float = 30) -> bool:
         """SIGTERM (a clean shutdown flushes the persister); SIGKILL after ``timeout``."""
-        return procs.stop(self.pid_file, timeout)
+        stopped = procs.stop(self.pid_file, timeout)
+        if self._scraped:
+            scrape.remove_target(self.state, self.settings.web_port)
+            self._scraped = False
+        return stopped
 
     def kill(self) -> bool:
         """SIGKILL at once: what a crash looks like (used by the exactly-once test)."""

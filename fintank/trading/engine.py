@@ -22,6 +22,7 @@ from fintank.records import Tick
 from fintank.trading.ledger import Ledger
 from fintank.trading.matcher import EMPTY_BOOK, SymbolBook, on_component, on_ticks
 from fintank.trading.records import ComponentOrder, Execution
+from fintank.trading.sources import take_in
 
 
 class Books(Protocol):
@@ -40,6 +41,7 @@ class RuleEngine:
     def __init__(self, books: Books, ledger: Ledger) -> None:
         self.books = books
         self.ledger = ledger
+        self.repeats = 0  # components recognised as sent again, by their source
 
     def on_ticks(
         self,
@@ -87,28 +89,47 @@ class RuleEngine:
     ) -> tuple[list[Execution], list[Execution]]:
         """Match or rest each component; returns (new executions, executions whose fill is missing).
 
-        A component already executed (a re-sent component after a crash) makes
-        nothing new; if its fill never went out, its execution is returned as
-        the second list so the caller sends the missing fill.
+        A component sent again (its order was redelivered to the Orders bolt) is known
+        by its source (`fintank.trading.sources`); one redelivered to this bolt, by
+        the ledger. Either makes nothing new; if the ledger knows its execution and
+        its fill never went out, the execution is returned as the second list so the
+        caller sends the missing fill.
         """
         executions: list[Execution] = []
         missing_fills: list[Execution] = []
         ledger = self.ledger
         for comp in components:
             cid = comp.component_order_id
+            book = self._book(comp.symbol)
+            taken = take_in(book.taken, comp)
+            if taken is None:
+                self.repeats += 1
+            elif taken is not book.taken:
+                book = replace(book, taken=taken)
+                self.books.stage(partition, comp.symbol, book)  # noted, whatever follows
             done_before = ledger.executions.get(cid)
-            if done_before is not None:
-                if cid not in ledger.filled:
+            if taken is None or done_before is not None:
+                if done_before is not None and cid not in ledger.filled:
                     ledger.record_fill(cid)  # claimed now: a second copy must not repair it again
                     missing_fills.append(done_before)
                 continue
-            book = self._book(comp.symbol)
             new, done = on_component(book, comp, now)
             if new is not book:
                 self.books.stage(partition, comp.symbol, new)
             self._record(done)
             executions += done
         return executions, missing_fills
+
+    def clean_books(self, partition: int, symbols: Sequence[str]) -> int:
+        """Drop resting components the ledger knows executed from the books of ``symbols``
+        (after a recovery: the changelog may predate the removal); returns how many books."""
+        cleaned = 0
+        for symbol in symbols:
+            book = self.books.get(symbol)
+            if book is not None and self._book(symbol) != book:
+                self.books.stage(partition, symbol, self._book(symbol))
+                cleaned += 1
+        return cleaned
 
     def _book(self, symbol: str) -> SymbolBook:
         book = self.books.get(symbol) or EMPTY_BOOK

@@ -9,8 +9,11 @@ outputs share a partition number (all keyed by symbol, same partition
 count), so one partition's history is enough to know that partition's
 components. Ids are deterministic, so "already emitted" is a dict lookup.
 
-Memory grows with the number of executions a worker has seen (a dict entry
-each); bounding it by topic retention is future work, noted in README.md.
+Bounded: recovery replays only what was emitted since the last commit
+(fintank.engine.checkpoint), re-sent components are recognised by their source
+(fintank.trading.sources), and once a task has caught up with its inputs
+(`forget_old`, called on the Market's clock) nothing redelivered is left to
+judge, so entries older than two clock ticks are dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +31,18 @@ class Ledger:
 
     executions: dict[str, Execution] = field(default_factory=dict)
     filled: set[str] = field(default_factory=set)
+    # What `forget_old` drops next: the entries older than the last call.
+    _older: set[str] = field(default_factory=set)
+
+    def forget_old(self) -> int:
+        """Drop what was recorded before the previous call (the caller knows no redelivered
+        record is left to judge); returns how many ids were dropped."""
+        old = self._older
+        for cid in old:
+            self.executions.pop(cid, None)
+            self.filled.discard(cid)
+        self._older = set(self.executions) | self.filled
+        return len(old)
 
     def record_execution(self, execution: Execution) -> None:
         self.executions[execution.component_order_id] = execution

@@ -28,6 +28,7 @@ from typing import Any
 from fintank.records import Tick
 from fintank.trading.ids import execution_id, market_order_id
 from fintank.trading.records import BUY, ComponentOrder, Execution, component_from_json
+from fintank.trading.sources import Taken, taken_from_json
 
 _TIMESTAMP = attrgetter("timestamp")
 
@@ -44,6 +45,10 @@ class SymbolBook:
     quote: Tick | None = None
     resting: tuple[ComponentOrder, ...] = ()
     offset: int = -1
+    #: Per orders partition, the highest source offset of a component taken in and the
+    #: ids at it (`fintank.trading.sources`): in the book's own changelog record, so it
+    #: never disagrees with ``resting`` after a crash.
+    taken: Taken = ()
 
 
 EMPTY_BOOK = SymbolBook()
@@ -56,6 +61,7 @@ def book_from_json(obj: dict[str, Any]) -> SymbolBook:
         None if quote is None else Tick(**quote),
         tuple(component_from_json(c) for c in obj["resting"]),
         obj.get("offset", -1),
+        taken_from_json(obj.get("taken", ())),
     )
 
 
@@ -110,7 +116,7 @@ def on_ticks(
         quote = book.quote
         if quote is not None and newest.timestamp < quote.timestamp:
             return book, []
-        return SymbolBook(newest, (), book.offset), []
+        return SymbolBook(newest, (), book.offset, book.taken), []
     return _ticks_with_resting(book, ticks, now)
 
 
@@ -135,7 +141,7 @@ def _ticks_with_resting(
                 resting = tuple(still)
     if quote is book.quote:
         return book, executions
-    return SymbolBook(quote, resting, book.offset), executions
+    return SymbolBook(quote, resting, book.offset, book.taken), executions
 
 
 def on_component(
@@ -154,4 +160,4 @@ def on_component(
     quote = book.quote
     if quote is not None and crosses(comp, quote):
         return book, [execute(comp, quote, now)]
-    return SymbolBook(quote, (*book.resting, comp), book.offset), []
+    return SymbolBook(quote, (*book.resting, comp), book.offset, book.taken), []

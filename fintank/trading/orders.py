@@ -10,7 +10,11 @@ table and stores what `Accepted` tells it to.
 
 orjson already rejects NaN, Infinity and numbers that overflow, so every
 number it returns is finite; an integer beyond 64 bits comes back as a float
-and is reported as out of range.
+and is reported as out of range. `parse_order` adds fintank's limits
+(`fintank.limits`: an amount of at most 1e100, a timestamp InfluxDB can store)
+so that no cash or share count derived from an order can overflow; the
+validator adds the rules that need more than the value: a timestamp too far
+after ``now``, and a record key that disagrees with the portfolio_order_id.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from fintank.codec import (
     payload_text,
     show,
 )
+from fintank.limits import MAX_NUMBER, MAX_TIMESTAMP, bad_key, too_far_ahead
 from fintank.records import DeadLetter, Emit
 from fintank.trading.components import split
 from fintank.trading.records import BUY, SELL, PortfolioEntry, PortfolioOrder
@@ -65,6 +70,11 @@ def parse_order(raw: bytes | None) -> PortfolioOrder | str:
         return bad_number("amount", amount)
     if amount <= 0:
         return f"amount must be > 0, got {amount}"
+    if amount > MAX_NUMBER:
+        return (
+            f"amount {amount!r} is above fintank's limit {MAX_NUMBER:g} "
+            "(the cash and shares derived from it would not stay finite)"
+        )
     priority: Any = obj.get("priority")
     if type(priority) is not int:
         return _bad_integer("priority", priority)
@@ -73,6 +83,11 @@ def parse_order(raw: bytes | None) -> PortfolioOrder | str:
         return bad_number("timestamp", ts)
     if ts <= 0:
         return f"timestamp must be > 0, got {ts}"
+    if ts >= MAX_TIMESTAMP:
+        return (
+            f"timestamp {ts!r} is past 2262-04-11, the last time InfluxDB can store "
+            "(milliseconds sent as seconds?)"
+        )
 
     portfolio = _parse_portfolio(obj.get("portfolio"))
     if isinstance(portfolio, str):
@@ -187,12 +202,17 @@ def _component_emits(order: PortfolioOrder) -> list[Emit]:
 
 
 class OrderValidator:
-    """Bolt: raw portfolio orders -> components (key=symbol) + dead letters (key=source topic)."""
+    """Bolt: raw portfolio orders -> components (key=symbol) + dead letters (key=source topic).
+
+    ``max_future``: seconds an order's timestamp may lie after ``now`` (None: no bound;
+    the built-in topology passes ``FINTANK_MAX_FUTURE``).
+    """
 
     outputs = ("components", "deadletters")
 
-    def __init__(self, source_topic: str) -> None:
+    def __init__(self, source_topic: str, max_future: float | None = None) -> None:
         self.source_topic = source_topic
+        self.max_future = max_future
 
     def process(
         self,
@@ -200,17 +220,25 @@ class OrderValidator:
         now: float,
         source: Source,
         accepted: AcceptedIds,
+        key: bytes | None = None,
     ) -> OrderResult:
-        """Judge one record read at ``source`` = (partition, offset).
+        """Judge one record read at ``source`` = (partition, offset), keyed ``key``.
 
         ``accepted`` maps each accepted ``portfolio_order_id`` to the (partition,
         offset) of the record that was accepted (a list after a JSON round trip
         is fine). Validity is judged first, so an invalid record is rejected for
-        being invalid whatever its id. ``now`` stamps dead letters.
+        being invalid whatever its id; then the timestamp against ``now`` and the
+        key against the id (a record on the wrong partition cannot be checked for
+        duplicates); duplicates last. ``now`` stamps dead letters.
         """
         order = parse_order(raw)
         if isinstance(order, str):
             return self._reject(order, raw, now)
+        beyond = too_far_ahead(order.timestamp, now, self.max_future) or bad_key(
+            key, "portfolio_order_id", order.portfolio_order_id
+        )
+        if beyond is not None:
+            return self._reject(beyond, raw, now)
         seen = accepted.get(order.portfolio_order_id)
         if seen is None:
             return Accepted(order, (source[0], source[1]))

@@ -3,8 +3,9 @@
 Frozen slotted dataclasses whose field order is the JSON field order of
 CONTRACT.md, so ``orjson.dumps(record)`` is the wire format. Prices, amounts
 and shares are floats; ids are strings; ``taxpayer_id`` is echoed as given
-(an int or a string). The ``*_from_json`` functions read back what fintank
-itself wrote (internal topics and table values), so they trust the shape.
+(an int or a string). The ``*_from_json`` functions read back table values,
+which only fintank writes, so they trust the shape; records on topics (which
+anyone with access can write) go through `fintank.trading.internal` instead.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class ComponentOrder:
     priority: int
     limit_price: float | None
     timestamp: float  # event time: the portfolio order's timestamp
+    # Where the Orders bolt read the portfolio order (orders partition, offset): how a
+    # Market partition tells a re-sent component from a new one (fintank.trading.sources).
+    source_partition: int | None = None
+    source_offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,8 @@ def component_from_json(obj: dict[str, Any]) -> ComponentOrder:
         obj["priority"],
         None if limit is None else float(limit),
         float(obj["timestamp"]),
+        obj.get("source_partition"),
+        obj.get("source_offset"),
     )
 
 

@@ -34,6 +34,8 @@ TEST_STACK_ENV = {
     "FINTANK_INFLUX_URL": "http://127.0.0.1:18086",
     "FINTANK_VICTORIA_PORT": "18428",
     "FINTANK_INFLUX_V2_URL": "http://127.0.0.1:18428",
+    # The test VictoriaMetrics takes any token; fintank has no default one (v2 needs it).
+    "FINTANK_INFLUX_TOKEN": "fintank-test-token",
     "FINTANK_WEB_PORT": "16066",
     "FINTANK_FLUSH_INTERVAL": "0.2",
 }

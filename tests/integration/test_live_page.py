@@ -3,7 +3,8 @@
 Ticks spanning a dozen seconds of event time (so 1s candles close) and a few
 portfolio orders go to the test's topics; headless Chromium opens the
 worker's `GET /` and must show the instruments, a candle chart and the
-executions and fills. The screenshot is kept in test-artifacts/live-page.png.
+executions and fills, and this worker's throughput and lag per input topic
+(from its GET /metrics). The screenshot is kept in test-artifacts/live-page.png.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 from fintank.generators import random_orders, random_walk_ticks
 from fintank.producer import send_paced
 from tests.integration.conftest import REPO, Env
+from tests.integration.load import free_port
 from tests.support.browser import Browser, BrowserError
 
 SCREENSHOT = REPO / "test-artifacts" / "live-page.png"
@@ -51,6 +53,10 @@ READY = " && ".join(
         f"{count('#chart svg g.candle')} >= 2",
         f"{count('#executions tbody tr')} >= 1",
         f"{count('#fills tbody tr')} >= 1",
+        # this worker's inputs, each with a rate once two polls of /metrics are in
+        f"{count('#worker tbody tr')} >= 5",
+        "[...document.querySelectorAll('#worker tbody tr')].every("
+        "(tr) => tr.cells[1].textContent !== '–' && tr.cells[3].textContent !== '–')",
         f"{text('status')}.startsWith('updated')",  # the last poll of every route answered
     ]
 )
@@ -96,6 +102,10 @@ async def look_at_the_page(url: str) -> dict[str, Any]:
             "open_candles": await browser.evaluate(count("#chart svg g.candle.open")),
             "executions": await browser.evaluate(texts("#executions tbody tr")),
             "fills": await browser.evaluate(texts("#fills tbody tr")),
+            "worker": await browser.evaluate(
+                "[...document.querySelectorAll('#worker tbody tr')]"
+                ".map((tr) => [...tr.cells].map((td) => td.textContent))"
+            ),
         }
         # Clicking the second symbol puts its candles on the chart.
         second = seen["symbols"][1]
@@ -120,7 +130,7 @@ async def look_at_the_page(url: str) -> dict[str, Any]:
 def test_the_live_page_shows_quotes_candles_executions_and_fills(
     env: Env, start_worker: Callable[..., Any]
 ) -> None:
-    worker = start_worker()
+    worker = start_worker(FINTANK_WEB_PORT=str(free_port()))  # not the shared 16066
     symbols = [f"A{env.suffix}", f"B{env.suffix}", f"C{env.suffix}"]
     seed(env, symbols)
 
@@ -133,4 +143,9 @@ def test_the_live_page_shows_quotes_candles_executions_and_fills(
     for row in seen["executions"] + seen["fills"]:
         assert any(symbol in row for symbol in symbols), row
     assert seen["note_1m"][0] != "error", seen["note_1m"]
+    worker_rows = {row[0]: row for row in seen["worker"]}
+    topics = env.settings.topics
+    assert {topics.ticks, topics.orders, topics.components} <= set(worker_rows)
+    ticks_row = worker_rows[topics.ticks]  # topic, records in/s, records in, lag, partitions
+    assert ticks_row[2] == "240" and ticks_row[4] == str(env.settings.partitions)
     assert SCREENSHOT.stat().st_size > 10_000

@@ -22,6 +22,7 @@ import asyncio
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from fintank.engine.assignor import CopartitionedAssignor
@@ -29,6 +30,8 @@ from fintank.engine.kafka import (
     CommitFailedError,
     ConsumerProtocolMemberMetadata,
     IllegalStateError,
+    KafkaConnectionError,
+    OffsetAndMetadata,
     TopicPartition,
     partition_for,
 )
@@ -75,11 +78,14 @@ class FakeBroker:
     def __init__(self) -> None:
         self.logs: dict[str, list[list[Rec]]] = {}
         self.committed: dict[TopicPartition, int] = {}
+        self.metadata: dict[TopicPartition, str] = {}  # committed with each offset
         self.generation = 0
         self.members: list[FakeGroupConsumer] = []  # of the current generation, leader first
         self.step = 0  # counts every send and delivery, to order events
         self.pending: list[Send] = []
         self.send_hooks: list[Any] = []  # called with each Send as it is handed over
+        # The group coordinator's broker is down: commits get no answer (a connection error).
+        self.coordinator_down = False
 
     # ---------------------------------------------------------------- topics
     def create(self, topic: str, partitions: int) -> None:
@@ -262,6 +268,8 @@ class FakeGroupConsumer:
 
     async def commit(self, offsets: Mapping[TopicPartition, Any]) -> None:
         await asyncio.sleep(0)  # a round trip: other coroutines run meanwhile
+        if self.broker.coordinator_down:
+            raise KafkaConnectionError("the group coordinator's broker does not answer")
         if not self.broker.is_current(self):
             raise CommitFailedError("the group has rebalanced without this member")
         for tp in offsets:
@@ -269,6 +277,7 @@ class FakeGroupConsumer:
                 raise IllegalStateError(f"{tp} is not assigned")
         for tp, meta in offsets.items():
             self.broker.committed[tp] = meta.offset
+            self.broker.metadata[tp] = meta.metadata
 
 
 class FakeProducer:
@@ -380,15 +389,29 @@ class FakeAdmin:
     async def list_topics(self) -> list[str]:
         return list(self.broker.logs)
 
+    async def list_consumer_group_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartition] | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """As aiokafka's: the committed offset and metadata of each partition asked about
+        (offset -1 for one never committed)."""
+        await asyncio.sleep(0)  # a round trip
+        b = self.broker
+        return {
+            tp: OffsetAndMetadata(b.committed.get(tp, -1), b.metadata.get(tp, ""))
+            for tp in partitions or b.committed
+        }
+
     async def describe_topics(self, topics: Sequence[str]) -> list[dict[str, Any]]:
         return [
             {"topic": t, "partitions": [{"partition": p} for p in range(len(self.broker.logs[t]))]}
             for t in topics
         ]
 
-    async def create_topics(self, new: Sequence[Any]) -> None:
+    async def create_topics(self, new: Sequence[Any]) -> Any:
         for t in new:
             self.broker.create(t.name, t.num_partitions)
+        # As aiokafka: a CreateTopics response, each topic with error code 0 (created).
+        return SimpleNamespace(topic_errors=[(t.name, 0, None) for t in new])
 
 
 @dataclass

@@ -273,7 +273,12 @@ class Workers(ABC):
     async def _cycle(self, w: Worker, wait: float) -> None:
         try:
             await w.engine.cycle(wait=wait)
-        except (Fenced, CommitFailedError, IllegalStateError) as exc:
+        except CommitFailedError:
+            # The group moved to a new generation while the commit was on its way (another
+            # member was expelled): Kafka refuses it and the engine retries at its next
+            # commit point. Nothing was committed; the checks of what was are unaffected.
+            pass
+        except (Fenced, IllegalStateError) as exc:
             if w.state == "member":  # (a zombie's or a dead worker's is refused, as it must be)
                 self.violate(f"{w.name}: a member was refused at a commit point: {exc!r}")
 

@@ -34,7 +34,7 @@ def test_values_and_topic_names_are_read() -> None:
     [
         ({"FINTANK_BATCH_SIZE": "many"}, "FINTANK_BATCH_SIZE must be an integer, got 'many'"),
         ({"FINTANK_FLUSH_INTERVAL": "soon"}, "FINTANK_FLUSH_INTERVAL must be a number"),
-        ({"FINTANK_BROKER": "localhost:9092"}, "FINTANK_BROKER must look like kafka://host:port"),
+        ({"FINTANK_BROKER": "localhost"}, "FINTANK_BROKER must look like kafka://host:port"),
         ({"FINTANK_INFLUX_TRANSPORT": "v3"}, "FINTANK_INFLUX_TRANSPORT must be v1 or v2"),
         ({"FINTANK_PARTITIONS": "0"}, "FINTANK_PARTITIONS must be >= 1"),
         ({"FINTANK_WEB_PORT": "70000"}, "FINTANK_WEB_PORT must be a port"),

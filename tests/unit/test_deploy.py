@@ -347,7 +347,9 @@ def test_grafana_provisioning_finds_the_dashboard_and_the_datasource(
     assert provider["type"] == "file"
     assert mounts["../dashboards"] == provider["options"]["path"] == "/var/lib/grafana/dashboards"
     assert (REPO / "dashboards" / "order-flow.json").is_file()
-    [source] = datasources
+    assert (REPO / "dashboards" / "worker.json").is_file()
+    assert sorted(s["type"] for s in datasources) == ["influxdb", "prometheus"]
+    [source] = [s for s in datasources if s["type"] == "influxdb"]
     assert (source["type"], source["access"]) == ("influxdb", "proxy")
     for value in (source["url"], source["jsonData"]["dbName"]):
         [var] = re.findall(r"^\$\{(\w+)\}$", value)
@@ -357,6 +359,23 @@ def test_grafana_provisioning_finds_the_dashboard_and_the_datasource(
     assert interpolated(env["FINTANK_INFLUX_DATABASE"]) == interpolated(
         compose["services"]["influxdb"]["environment"]["INFLUXDB_DB"]
     )
+
+
+def test_the_victoriametrics_datasource_is_the_local_stack_s_scraping_every_2s(
+    compose: dict[str, Any],
+) -> None:
+    from fintank.stack.scrape import SCRAPE_INTERVAL
+
+    datasources = load(PROVISIONING / "datasources" / "fintank.yaml")["datasources"]
+    [source] = [s for s in datasources if s["type"] == "prometheus"]
+    env = compose["services"]["grafana"]["environment"]
+
+    assert source["access"] == "proxy"
+    [var] = re.findall(r"^http://127\.0\.0\.1:\$\{(\w+)\}$", source["url"])
+    assert var == "FINTANK_VICTORIA_PORT" and var in env
+    assert Settings.from_env({var: interpolated(env[var])}).victoria_port == 8428
+    # Grafana's $__rate_interval is at least 4 x timeInterval: the scrape interval.
+    assert source["jsonData"]["timeInterval"] == SCRAPE_INTERVAL
 
 
 # --- the package ------------------------------------------------------------------------
@@ -405,6 +424,7 @@ def test_runtime_dependencies_hold_no_dev_tools() -> None:
         "orjson",
         "influxdb-client",
         "click",
+        "prometheus-client",
     }
     assert {"faust-streaming==0.15.3", "mode-streaming==0.7.1", "aiokafka==0.14.0"} <= set(
         project["dependencies"]

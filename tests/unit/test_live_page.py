@@ -61,15 +61,26 @@ def test_the_page_is_well_formed_with_unique_ids() -> None:
     assert checker.problems == []
     assert checker.open == []
     assert len(checker.ids) == len(set(checker.ids))
-    for element in ("instruments", "chart", "executions", "fills", "signals", "alerts", "status"):
+    for element in (
+        "instruments",
+        "chart",
+        "executions",
+        "fills",
+        "signals",
+        "alerts",
+        "worker",
+        "status",
+    ):
         assert element in checker.ids
 
 
 def test_the_page_polls_the_worker_routes() -> None:
     text = page_text()
-    for route in ('"/instruments"', "`/candles/${", '"/recent"'):
+    for route in ('"/instruments"', "`/candles/${", '"/recent"', '"/metrics"'):
         assert route in text
     assert "interval=${interval}&minutes=${MINUTES[interval]}" in text
     assert '"1s": 10' in text and '"1m": 60' in text  # the two views: 10 min of 1s, 60 of 1m
     for key in ("executions", "fills", "signals", "alerts"):
         assert f'"{key}"' in text
+    # This worker's throughput and lag, from the metrics GET /metrics serves.
+    assert "fintank_records_in_total|fintank_consumer_lag_records" in text

@@ -9,8 +9,9 @@ import asyncio
 import pytest
 
 from fintank.errors import SinkError
+from fintank.records import DeadLetter
 from fintank.sinks.influx import InfluxPersister
-from fintank.sinks.transports import TransientWriteError
+from fintank.sinks.transports import RefusedWriteError, RejectedPointsError, TransientWriteError
 
 
 class RecordingTransport:
@@ -182,3 +183,159 @@ def test_rejected_lines_count_as_done_for_written() -> None:
         return persister.stats.rejected
 
     assert run(scenario()) == 1
+
+
+# ------------------------------------------------------------------ refusals and rejections
+class ContentTransport(RecordingTransport):
+    """Refuses any batch holding a line that starts with ``bad`` for its content, as a real
+    server does: the message does not say which line (``named`` lines only if ``name``)."""
+
+    def __init__(self, name: bool = False) -> None:
+        super().__init__()
+        self.name_lines = name
+        self.attempts: list[list[str]] = []
+
+    async def write(self, lines: list[str]) -> None:
+        self.attempts.append(list(lines))
+        bad = [line for line in lines if line.startswith("bad")]
+        if bad:
+            named = {line: f"unable to parse: {line} is bad" for line in bad}
+            raise RejectedPointsError(
+                "HTTP 400: partial write", "field type conflict", named if self.name_lines else {}
+            )
+        self.batches.append(list(lines))
+
+
+class Letters:
+    """The persister's dead-letter sink: keeps what it was given; fails the first ``fail``."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.sent: list[DeadLetter] = []
+        self.fail = fail
+
+    async def __call__(self, letters: list[DeadLetter]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("kafka away")
+        self.sent.extend(letters)
+
+
+def test_points_refused_for_content_are_found_by_bisection_and_dead_lettered_alone() -> None:
+    lines = [f"m,k=v f={i} {i}" for i in range(16)]
+    lines[3] = "bad,k=v f=3 3"
+    lines[12] = "bad,k=v f=12 12"
+    letters = Letters()
+
+    async def scenario() -> tuple[ContentTransport, InfluxPersister]:
+        transport = ContentTransport()
+        persister = InfluxPersister(transport, batch_size=16, max_buffer=16, deadletter=letters)
+        persister.add(lines)
+        mark = persister.mark()
+        await persister.flush()
+        await asyncio.wait_for(persister.written(mark), 1)
+        return transport, persister
+
+    transport, persister = run(scenario())
+
+    written = [line for batch in transport.batches for line in batch]
+    assert sorted(written) == sorted(line for line in lines if not line.startswith("bad"))
+    assert len(written) == len(set(written)) == 14  # each good line in one successful write
+    assert [(d.source_topic, d.payload) for d in letters.sent] == [
+        ("influxdb:bad", "bad,k=v f=3 3"),
+        ("influxdb:bad", "bad,k=v f=12 12"),
+    ]
+    assert all(d.reason == "recording refused the point: field type conflict" for d in letters.sent)
+    assert (persister.stats.written, persister.stats.rejected, len(persister)) == (14, 2, 0)
+    assert len(transport.attempts) <= 2 * 2 * 4 + 1  # log2(16) levels, two culprits
+
+
+def test_lines_the_server_names_are_dead_lettered_at_once_and_the_rest_written_in_one_go() -> None:
+    letters = Letters()
+
+    async def scenario() -> ContentTransport:
+        transport = ContentTransport(name=True)
+        persister = InfluxPersister(transport, batch_size=10, max_buffer=10, deadletter=letters)
+        persister.add(["a 1", "bad one", "b 2", "bad two"])
+        await persister.flush()
+        return transport
+
+    transport = run(scenario())
+
+    assert transport.attempts == [["a 1", "bad one", "b 2", "bad two"], ["a 1", "b 2"]]
+    assert {d.payload: d.reason for d in letters.sent} == {
+        "bad one": "recording refused the point: unable to parse: bad one is bad",
+        "bad two": "recording refused the point: unable to parse: bad two is bad",
+    }
+
+
+def test_refused_lines_count_as_done_only_once_their_dead_letters_are_delivered() -> None:
+    letters = Letters(fail=2)
+
+    async def scenario() -> tuple[InfluxPersister, int]:
+        persister = InfluxPersister(
+            ContentTransport(), batch_size=4, max_buffer=4, max_backoff=0.01, deadletter=letters
+        )
+        persister.add(["ok 1", "bad 2"])
+        await persister.flush()
+        return persister, persister.mark()
+
+    persister, mark = run(scenario())
+
+    assert [d.payload for d in letters.sent] == ["bad 2"]  # delivered on the third try
+    assert persister._done == mark == 2
+
+
+class RefusingTransport(RecordingTransport):
+    """Answers each write with the next refusal of ``answers`` (None: accept)."""
+
+    def __init__(self, answers: list[str | None]) -> None:
+        super().__init__()
+        self.answers = list(answers)
+
+    async def write(self, lines: list[str]) -> None:
+        answer = self.answers.pop(0) if self.answers else None
+        if answer == "down":
+            raise TransientWriteError("recording: connection refused")
+        if answer is not None:
+            raise RefusedWriteError(answer)
+        await super().write(lines)
+
+
+def test_a_refusal_is_retried_never_dropped_and_logged_once_per_episode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wrong = 'recording: authentication failed writing to database "d" (HTTP 401)'
+    missing = 'recording: database "d" not found (HTTP 404)'
+    answers: list[str | None] = [wrong] * 5 + [missing] * 3 + [None] + ["down"] * 4
+    seen: list[tuple[str | None, bool]] = []
+
+    async def scenario() -> tuple[RefusingTransport, InfluxPersister]:
+        transport = RefusingTransport(answers)
+        persister = InfluxPersister(transport, batch_size=1, max_buffer=4, max_backoff=0.01)
+        persister.add(["a", "b"])
+        mark = persister.mark()
+        flushing = asyncio.ensure_future(persister.flush())
+        while transport.answers[:1] != [None]:
+            await asyncio.sleep(0.001)
+            seen.append((persister.problem, persister._done >= mark))
+        await flushing
+        await asyncio.wait_for(persister.written(mark), 1)
+        return transport, persister
+
+    with caplog.at_level("INFO", logger="fintank.sinks.influx"):
+        transport, persister = run(scenario())
+
+    assert transport.batches == [["a"], ["b"]]  # nothing dropped, in order
+    assert {problem for problem, _ in seen} <= {None, wrong, missing}
+    assert not any(done for _, done in seen)  # nothing counted written while refused
+    assert persister.problem is None
+    assert persister.stats.retries == 12
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2  # once for the 401 episode, once when it became a 404
+    assert errors[0].startswith(wrong) and errors[1].startswith(missing)
+    assert "not committed" in errors[0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3  # refusals over; an outage starts; it ends
+    assert "succeed again" in warnings[0] and "(8 retries)" in warnings[0]
+    assert "write failed" in warnings[1]
+    assert "succeed again" in warnings[2] and "(4 retries)" in warnings[2]

@@ -141,6 +141,28 @@ def test_invariant_6_dead_letters_sent_again_after_a_crash(monkeypatch: pytest.M
     assert_caught(monkeypatch, Context, "deadlettered", forgetful)
 
 
+def test_invariant_6_a_checkpoint_that_forgets_what_a_previous_owner_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bounded recovery without the floor: the first commit after a recovery checkpoints the
+    ends read then, though a record redelivered later had its exec below them."""
+
+    def own_bounds_only(self: Task, committing: Any) -> dict[Any, int]:
+        return self.checkpoint
+
+    assert_caught(monkeypatch, Task, "replay_bounds", own_bounds_only)
+
+
+def test_invariant_6_a_checkpoint_one_offset_too_far(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recovery must read back every output a redelivered record may have had."""
+    bounds = Task.replay_bounds
+
+    def one_past(self: Task, committing: Any) -> dict[Any, int]:
+        return {tp: off + 1 for tp, off in bounds(self, committing).items()}
+
+    assert_caught(monkeypatch, Task, "replay_bounds", one_past)
+
+
 def test_the_machine_passes_on_the_real_engine() -> None:
     run_state_machine_as_test(EngineMachine, settings=HUNT)
     asyncio.set_event_loop(None)

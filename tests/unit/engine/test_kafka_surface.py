@@ -55,6 +55,15 @@ def test_consumer_calls_the_engine_makes() -> None:
     assert not inspect.iscoroutinefunction(c.highwater)  # the last fetch's mark, no request
 
 
+def test_the_admin_call_recovery_makes_returns_offsets_with_their_metadata() -> None:
+    """Recovery reads the committed offsets *and* their metadata (the replay checkpoint,
+    fintank.engine.checkpoint) in one request; the consumer's `committed` gives no metadata."""
+    fn = kafka.AIOKafkaAdminClient.list_consumer_group_offsets
+    assert inspect.iscoroutinefunction(fn)
+    assert parameters(fn)[1:] == ["group_id", "group_coordinator_id", "partitions"]
+    assert kafka.OffsetAndMetadata(5, "m").metadata == "m"
+
+
 def test_the_clients_accept_fintanks_settings() -> None:
     async def build() -> None:
         settings = kafka.KafkaSettings("127.0.0.1:1", "pinned")

@@ -73,7 +73,7 @@ def test_component_json_golden_bytes() -> None:
     assert orjson.dumps(comp) == (
         b'{"taxpayer_id":42,"portfolio_order_id":"po-1","component_order_id":"po-1/1",'
         b'"order_type":"BUY","symbol":"IVE","amount":300.0,"priority":1,"limit_price":94.0,'
-        b'"timestamp":1763722800.5}'
+        b'"timestamp":1763722800.5,"source_partition":null,"source_offset":null}'
     )
 
 
