@@ -62,6 +62,8 @@ DOCS: dict[str, str] = {
     "max_queued": "engine: records fetched for one task and not yet processed before its partitions are paused (backpressure to Kafka)",
     "commit_interval": "engine: seconds between commit points (state published, offsets committed)",
     "web_port": "port of the worker's HTTP server",
+    "web_bind": "address the worker's HTTP server listens on (0.0.0.0: every interface)",
+    "web_host": "host other workers reach this one at (its advertised URL); default: the bind address, or this host's address when binding every interface",
     "faust_web_views": "serve faust's own web views too (/router, /table, /graph, /stats): 1 or 0",
     "log_format": "worker logs: text (faust's) or json (one JSON object per line)",
     "state_dir": "where `fintank up` and workers keep data, logs and pid files (relative: to the current directory)",
@@ -115,6 +117,8 @@ class Settings:
     max_queued: int = 100_000
     commit_interval: float = 0.5
     web_port: int = 6066
+    web_bind: str = "127.0.0.1"
+    web_host: str = ""
     faust_web_views: bool = False
     log_format: str = "text"
     state_dir: str = ".state"
@@ -238,6 +242,12 @@ class Settings:
         if not self.max_future > 0:
             raise ConfigError(
                 f"{PREFIX}MAX_FUTURE must be > 0 seconds (inf: no limit), got {self.max_future}"
+            )
+        if not self.web_bind.strip() or any(c in self.web_bind for c in " /"):
+            raise ConfigError(f"{PREFIX}WEB_BIND must be an address, got {self.web_bind!r}")
+        if any(c in self.web_host for c in " /:"):
+            raise ConfigError(
+                f"{PREFIX}WEB_HOST must be a host name or address, got {self.web_host!r}"
             )
         for name in ("web_port", "kafka_port", "influx_port", "victoria_port"):
             port = getattr(self, name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -72,12 +73,22 @@ def make_app(settings: Settings) -> FintankApp:
         broker_credentials=faust_credentials(kafka_settings(settings)),
         datadir=str(state / f"{settings.app_id}-data"),
         web_port=settings.web_port,
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        web_host=advertised_host(settings),
+        web_bind=settings.web_bind,
         web_in_thread=False,
         logging_config=logging_config(settings.log_format),
         **faust_web_settings(settings.faust_web_views),
     )
+
+
+def advertised_host(settings: Settings) -> str:
+    """The host other workers route requests to (the app's canonical URL): ``web_host``, or
+    the bind address, or, when binding every interface, this host's own address."""
+    if settings.web_host:
+        return settings.web_host
+    if settings.web_bind in ("0.0.0.0", "::"):
+        return socket.gethostbyname(socket.gethostname())
+    return settings.web_bind
 
 
 def make_transport(settings: Settings) -> Transport:
