@@ -48,7 +48,7 @@ from fintank.trading.internal import (
 )
 from fintank.trading.ledger import Ledger
 from fintank.trading.orders import Accepted, OrderValidator, Redelivered, Rejected
-from fintank.trading.records import Execution, taxpayer_key
+from fintank.trading.records import Execution, fill_from_json, taxpayer_key
 
 BOOKS = Table("books", book_from_json, SymbolBook)  # symbol -> quote + resting components
 ANALYTICS = Table("analytics", SymbolState.from_dict, SymbolState)  # symbol -> SymbolState
@@ -97,6 +97,7 @@ class Market(Bolt):
         state: State,
         analytics: AnalyticsConfig | None = None,
         max_future: float | None = None,
+        max_resting: int | None = None,
     ) -> None:
         super().__init__(state)
         analytics = analytics or AnalyticsConfig()
@@ -105,7 +106,7 @@ class Market(Bolt):
         self.bid_ask = BidAskLines()
         self.ledger = Ledger()
         self.books = self.table(BOOKS.name)
-        self.engine = RuleEngine(self.books, self.ledger)
+        self.engine = RuleEngine(self.books, self.ledger, max_resting)
         self.executed = 0  # executions made by this instance
         self.fills_sent = 0  # their fills, and fills of earlier executions repaired
         self.analytics = Analytics(self.table(ANALYTICS.name), self.table(HISTORY.name), analytics)
@@ -119,17 +120,25 @@ class Market(Bolt):
         this bolt, so it has no dead letter here.
         """
         executions = []
+        # The InfluxDB points of what was emitted since the last commit, written again: a
+        # crash may have come between a record's delivery and its point's write, and the
+        # record is not made again. Same tags and time, so a point written twice is one.
+        points = []
         for r in replayed.get("executions", ()):
             obj = _json(r.value)
-            if isinstance(parse_execution(obj), str):
+            execution = parse_execution(obj)
+            if isinstance(execution, str):
                 self.replay_skipped += 1
             else:
                 executions.append(obj)
+                points.append(trading_points.execution_line(execution))
         fills = []
         for r in replayed.get("fills", ()):
             obj = _json(r.value)
             if type(obj) is dict and type(obj.get("component_order_id")) is str:
                 fills.append(obj)
+                if not isinstance(parse_fill(r.value), str):
+                    points.append(trading_points.fill_line(fill_from_json(obj)))
             else:
                 self.replay_skipped += 1
         missing = self.ledger.rebuild(executions, fills)
@@ -137,20 +146,33 @@ class Market(Bolt):
         # clean them all now: the ledger forgets (`tick`) before a quiet symbol ticks again.
         self.engine.clean_books(self.partition, self.books.all_keys())
         self.fills_sent += len(missing)
-        return fill(missing, now) if missing else Out()
+        out = fill(missing, now) if missing else Out()
+        out.points[:0] = points
+        return out
 
     def process(self, batch: Batch, now: float) -> Out:
         if batch.name == "ticks":
             return self._ticks(batch, now)
         out = Out()
         comps = []
+        records = {}  # component id -> its record, for a refusal's dead letter
         for r in batch.records:
             comp = parse_component(r.value, r.key)
             if isinstance(comp, str):
                 out.deadletter(r.offset, DeadLetter(batch.topic, comp, payload_text(r.value), now))
             else:
                 comps.append(comp)
+                records[comp.component_order_id] = r
         executions, missing = self.engine.on_components(self.partition, comps, now)
+        for comp in self.engine.refused:
+            r = records[comp.component_order_id]
+            reason = (
+                f"the book of {comp.symbol!r} holds {self.engine.max_resting} resting components "
+                "already (FINTANK_MAX_RESTING); this one would rest"
+            )
+            out.deadletter(r.offset, DeadLetter(batch.topic, reason, payload_text(r.value), now))
+        self.engine.refused.clear()
+        out.deadletters.sort(key=lambda pair: pair[0])
         self.fills_sent += len(missing)
         if executions:
             self.executed += len(executions)

@@ -78,6 +78,7 @@ DOCS: dict[str, str] = {
     "rsi_high": "signals: SELL when the RSI crosses above this",
     "alert_window": "alerts: trailing event-time window in seconds",
     "alert_threshold_pct": "alerts: move within the window that makes a symbol hot, in percent",
+    "max_resting": "trading: components that may rest in one symbol's book; one more that would rest is dead-lettered",
     "order_id_retention": "orders: seconds an accepted portfolio_order_id is remembered (a re-use after that is accepted as new)",
     "max_future": "input: seconds a tick's or order's timestamp may lie after the worker's clock before it is dead-lettered (inf: no limit)",
     "kafka_security_protocol": "Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS); every client fintank makes uses it",
@@ -135,6 +136,7 @@ class Settings:
     alert_threshold_pct: float = 5.0
     max_future: float = DEFAULT_MAX_FUTURE
     order_id_retention: float = 86_400.0
+    max_resting: int = 10_000
     # Kafka TLS and SASL (checked by `fintank.kafka_security`; built into clients by
     # `fintank.engine.kafka`, the one place every client is made).
     kafka_security_protocol: str = "PLAINTEXT"
@@ -234,6 +236,8 @@ class Settings:
             if urlparse(getattr(self, name)).scheme not in ("http", "https"):
                 raise ConfigError(f"{PREFIX}{name.upper()} must be an http(s) URL")
         self._validate_analytics()
+        if self.max_resting < 1:
+            raise ConfigError(f"{PREFIX}MAX_RESTING must be >= 1, got {self.max_resting}")
         if not 3600 <= self.order_id_retention < float("inf"):
             raise ConfigError(
                 f"{PREFIX}ORDER_ID_RETENTION must be >= 3600 seconds (and finite), "

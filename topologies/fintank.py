@@ -60,7 +60,10 @@ topology = Topology("fintank")
 for f in fields(Topics):  # every stream on its configured topic (docs/wire-format.md)
     topology.stream(f.name, getattr(topics, f.name), key=KEYS[f.name])
 topology.bolt(
-    Market, analytics=AnalyticsConfig.from_settings(settings), max_future=settings.max_future
+    Market,
+    analytics=AnalyticsConfig.from_settings(settings),
+    max_future=settings.max_future,
+    max_resting=settings.max_resting,
 )
 topology.bolt(
     Orders, max_future=settings.max_future, order_id_retention=settings.order_id_retention

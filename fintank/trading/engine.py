@@ -20,7 +20,7 @@ from typing import Protocol
 
 from fintank.records import Tick
 from fintank.trading.ledger import Ledger
-from fintank.trading.matcher import EMPTY_BOOK, SymbolBook, on_component, on_ticks
+from fintank.trading.matcher import EMPTY_BOOK, SymbolBook, crosses, on_component, on_ticks
 from fintank.trading.records import ComponentOrder, Execution
 from fintank.trading.sources import take_in
 
@@ -38,10 +38,14 @@ class RuleEngine:
 
     outputs = ("executions",)
 
-    def __init__(self, books: Books, ledger: Ledger) -> None:
+    def __init__(self, books: Books, ledger: Ledger, max_resting: int | None = None) -> None:
         self.books = books
         self.ledger = ledger
         self.repeats = 0  # components recognised as sent again, by their source
+        # At most this many components rest in one symbol's book (None: no bound); one
+        # more that would rest is refused, into ``refused`` (the caller dead-letters it).
+        self.max_resting = max_resting
+        self.refused: list[ComponentOrder] = []
 
     def on_ticks(
         self,
@@ -113,6 +117,12 @@ class RuleEngine:
                     ledger.record_fill(cid)  # claimed now: a second copy must not repair it again
                     missing_fills.append(done_before)
                 continue
+            bound = self.max_resting
+            if bound is not None and len(book.resting) >= bound:
+                quote = book.quote
+                if quote is None or not crosses(comp, quote):
+                    self.refused.append(comp)  # would rest in a full book
+                    continue
             new, done = on_component(book, comp, now)
             if new is not book:
                 self.books.stage(partition, comp.symbol, new)
