@@ -307,7 +307,7 @@ def status_lines(settings: Settings) -> list[str]:
 
 
 def worker_argv(settings: Settings, app: str = BUILTIN_APP) -> list[str]:
-    """``python -m faust -A APP worker -l info --web-port P --web-host 127.0.0.1`` (this Python)."""
+    """``python -m faust -A APP worker -l info --web-port P --web-bind B --web-host H``."""
     from fintank.stack.worker import Worker
 
     return Worker(settings, app=app).argv()

@@ -8,6 +8,7 @@ handed the frozen object.
 from __future__ import annotations
 
 import math
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
@@ -416,3 +417,13 @@ _BOOLEANS = {
     **dict.fromkeys(("1", "true", "yes", "on"), True),
     **dict.fromkeys(("0", "false", "no", "off"), False),
 }
+
+
+def advertised_host(settings: Settings) -> str:
+    """The host other workers route requests to (the app's canonical URL): ``web_host``, or
+    the bind address, or, when binding every interface, this host's own address."""
+    if settings.web_host:
+        return settings.web_host
+    if settings.web_bind in ("0.0.0.0", "::"):
+        return socket.gethostbyname(socket.gethostname())
+    return settings.web_bind

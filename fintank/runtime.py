@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from yarl import URL
 
 from fintank.bolt import Bolt, Out, State, decoded
 from fintank.codec import dumps, loads
-from fintank.config import Settings
+from fintank.config import Settings, advertised_host
 from fintank.engine import Engine, EngineConfig, Group, KafkaClients, KafkaSettings
 from fintank.engine.kafka import faust_credentials
 from fintank.engine.task import Batch, Context
@@ -67,6 +66,7 @@ class FintankApp(faust.App):
 def make_app(settings: Settings) -> FintankApp:
     """The faust app: id, web port, data dir, log format; errors as JSON, faust's views off."""
     state = Path(settings.state_dir)
+    state.mkdir(parents=True, exist_ok=True)  # faust makes only the last folder of datadir
     return FintankApp(
         settings.app_id,
         broker=settings.broker_urls,
@@ -79,16 +79,6 @@ def make_app(settings: Settings) -> FintankApp:
         logging_config=logging_config(settings.log_format),
         **faust_web_settings(settings.faust_web_views),
     )
-
-
-def advertised_host(settings: Settings) -> str:
-    """The host other workers route requests to (the app's canonical URL): ``web_host``, or
-    the bind address, or, when binding every interface, this host's own address."""
-    if settings.web_host:
-        return settings.web_host
-    if settings.web_bind in ("0.0.0.0", "::"):
-        return socket.gethostbyname(socket.gethostname())
-    return settings.web_bind
 
 
 def make_transport(settings: Settings) -> Transport:

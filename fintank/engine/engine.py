@@ -205,6 +205,7 @@ class Engine(mode.Service):
             self.counters.records_in[topic] += 0
             self.counters.deadletters[topic] += 0
         for g in groups:
+            self.counters.batch_histogram(g.name)  # at 0 too, before its first batch
             for table in g.tables:
                 self.counters.records_out[self.changelog_topic(table)] += 0
         self.ready = asyncio.Event()  # assigned and recovered at least once

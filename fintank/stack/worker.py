@@ -13,7 +13,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from fintank.config import Settings
+from fintank.config import Settings, advertised_host
 from fintank.stack import procs, scrape
 from fintank.stack.stack import state_path
 
@@ -35,7 +35,10 @@ class Worker:
         self.home = home
         self.pid_file = home / "worker.pid"
         self.log_file = home / "worker.log"
-        self.url = f"http://127.0.0.1:{settings.web_port}"
+        # Where this machine reaches it: loopback, unless it listens on one other address only.
+        bind = settings.web_bind
+        here = "127.0.0.1" if bind in ("0.0.0.0", "::", "127.0.0.1", "localhost") else bind
+        self.url = f"http://{here}:{settings.web_port}"
         self._scraped = False  # whether start() listed it for VictoriaMetrics (stop unlists it)
 
     def argv(self) -> list[str]:
@@ -54,8 +57,10 @@ class Worker:
             "info",
             "--web-port",
             str(self.settings.web_port),
+            "--web-bind",
+            self.settings.web_bind,
             "--web-host",
-            "127.0.0.1",
+            advertised_host(self.settings),
         ]
 
     def pid(self) -> int | None:

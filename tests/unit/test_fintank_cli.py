@@ -318,7 +318,7 @@ def test_worker_execs_faust_on_the_built_in_topology(execv: Exec) -> None:
             [
                 sys.executable,
                 *("-m", "faust", "-A", "topologies.fintank", "worker", "-l", "info"),
-                *("--web-port", "16123", "--web-host", "127.0.0.1"),
+                *("--web-port", "16123", "--web-bind", "127.0.0.1", "--web-host", "127.0.0.1"),
             ],
         )
     ]

@@ -229,9 +229,15 @@ class Cluster(Workers):
                     continue
                 if await w.engine.caught_up(task):
                     async with task.lock:
-                        if not task.closing:
+                        if task.closing:
+                            continue
+                        try:
                             await task.processor.on_clock(now)
-                            task.changed = True
+                        except Exception as exc:  # noqa: BLE001 - as Task.run's runner reports it
+                            task.failed = True  # (a zombie's fence refuses: it stops its tasks)
+                            w.engine.on_task_error(exc)
+                            continue
+                        task.changed = True
 
         self.run(tick())
         self.settle(10)
