@@ -33,7 +33,9 @@ def run_demo(settings: Settings, venv_bin: Path) -> None:
     print(f"worker: up at {worker.url} (log {worker.log_file})")
 
     kafka = KafkaSettings.from_settings(settings)  # servers, TLS, SASL
-    started = time.time()
+    # Whole microseconds, as the ticks' timestamps are: the first tick is at exactly this
+    # time, so the count "from this run" below includes it (round(t, 6) could be below t).
+    started = round(time.time(), 6)
     ticks = [
         (t["symbol"].encode(), orjson.dumps(t)) for t in random_walk_ticks(SYMBOLS, TICKS, started)
     ]
