@@ -33,7 +33,6 @@ import os
 import shutil
 import signal
 import socket
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -47,14 +46,13 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from fintank.config import Settings
 from fintank.engine import kafka
-from fintank.sinks.query import influxql
 from fintank.stack import Stack, cluster, procs
 from fintank.stack.topics import ensure_topics
 from fintank.stack.worker import Worker
 from tests.integration.conftest import TEST_STACK_ENV, Env
 from tests.integration.load import MixedLoad, free_port
 from tests.integration.test_engine_faults import symbols, verify, wait_for, wait_for_outputs
-from tests.integration.test_rule_engine import expected_components, read
+from tests.integration.test_rule_engine import read
 
 BROKERS = 3
 TIME_LIMIT = 420  # seconds for the whole test, cluster start and teardown included
@@ -211,31 +209,6 @@ def victim(env: Env) -> tuple[int, Counter[int]]:
     return coordinator, leaders
 
 
-def influx_points_per_component(env: Env, measurement: str, field: str) -> dict[str, int]:
-    s = env.settings
-    series = influxql(
-        s.influx_url,
-        s.influx_database,
-        f'SELECT count("{field}") FROM "{measurement}" GROUP BY "component_order_id"',
-    )
-    return {x["tags"]["component_order_id"]: int(x["values"][0][1]) for x in series}
-
-
-def influx_once(env: Env, load: MixedLoad) -> None:
-    """Each component is one point of ``executions`` and one of ``fills`` in InfluxDB."""
-    components = expected_components([o for _, o in load.orders])
-    for measurement, field in (("executions", "requested_amount"), ("fills", "filled_amount")):
-        deadline = time.monotonic() + 90
-        while (got := influx_points_per_component(env, measurement, field)).keys() != components:
-            assert time.monotonic() < deadline, (
-                f"{measurement} in InfluxDB: {len(components - got.keys())} components "
-                f"missing, {len(got.keys() - components)} unexpected"
-            )
-            time.sleep(1)
-        twice = {c: n for c, n in got.items() if n != 1}
-        assert not twice, f"{measurement} in InfluxDB: components with more than one point {twice}"
-
-
 # ---------------------------------------------------------------- the test
 def test_one_of_three_brokers_killed_mid_stream_and_brought_back(
     kafka_cluster: Cluster,
@@ -299,7 +272,6 @@ def test_one_of_three_brokers_killed_mid_stream_and_brought_back(
         # The worker rode it out: the same process throughout.
         assert worker.pid() == pid, f"the worker exited; see {worker.log_file}"
         verify(env, load, port, [worker])
-        influx_once(env, load)
     finally:
         load.stop()
         worker.stop()

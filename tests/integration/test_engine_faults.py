@@ -249,6 +249,61 @@ def bid_ask_counts(env: Env) -> dict[str, int]:
     return {x["tags"]["symbol"]: int(x["values"][0][1]) for x in series}
 
 
+def influx_points_per_component(env: Env, measurement: str, field: str) -> dict[str, int]:
+    s = env.settings
+    series = influxql(
+        s.influx_url,
+        s.influx_database,
+        f'SELECT count("{field}") FROM "{measurement}" GROUP BY "component_order_id"',
+    )
+    return {x["tags"]["component_order_id"]: int(x["values"][0][1]) for x in series}
+
+
+def influx_once(env: Env, load: MixedLoad) -> None:
+    """Each component is one point of ``executions`` and one of ``fills`` in InfluxDB: at
+    least once across the fault (written again at recovery), never twice (same tags and
+    time: a repeat overwrites)."""
+    components = expected_components([o for _, o in load.orders])
+    for measurement, field in (("executions", "requested_amount"), ("fills", "filled_amount")):
+        deadline = time.monotonic() + 90
+        while (got := influx_points_per_component(env, measurement, field)).keys() != components:
+            assert time.monotonic() < deadline, (
+                f"{measurement} in InfluxDB: {len(components - got.keys())} components "
+                f"missing, {len(got.keys() - components)} unexpected"
+            )
+            time.sleep(1)
+        twice = {c: n for c, n in got.items() if n != 1}
+        assert not twice, f"{measurement} in InfluxDB: components with more than one point {twice}"
+
+
+def candles_in_influx(env: Env) -> None:
+    """Every candle on the ``candles`` topic (repeats included: at least once) is one point
+    of InfluxDB's ``candles`` measurement, per symbol and interval, and there is no other."""
+    s = env.settings
+    on_kafka = Counter(
+        (c["symbol"], c["interval"])
+        for c in {
+            (r.value["symbol"], r.value["interval"], r.value["start"]): r.value
+            for r in read(env, s.topics.candles)
+        }.values()
+    )
+
+    def in_influx() -> Counter[tuple[str, str]]:
+        series = influxql(
+            s.influx_url,
+            s.influx_database,
+            'SELECT count("open") FROM "candles" GROUP BY "symbol", "interval"',
+        )
+        return Counter(
+            {(x["tags"]["symbol"], x["tags"]["interval"]): int(x["values"][0][1]) for x in series}
+        )
+
+    deadline = time.monotonic() + 60
+    while (got := in_influx()) != on_kafka:
+        assert time.monotonic() < deadline, f"candles in InfluxDB {got}, on Kafka {on_kafka}"
+        time.sleep(1)
+
+
 def verify(env: Env, load: MixedLoad, port: int, workers: list[Worker]) -> None:
     """All the checks of the module docstring, against the worker on ``port``."""
     t = env.settings.topics
@@ -279,6 +334,9 @@ def verify(env: Env, load: MixedLoad, port: int, workers: list[Worker]) -> None:
     while (got := bid_ask_counts(env)) != want:
         assert time.monotonic() < deadline, f"bid_ask points per symbol {got}, expected {want}"
         time.sleep(1)
+
+    influx_once(env, load)
+    candles_in_influx(env)
 
     # Nothing more was executed or filled while we checked.
     assert len(read(env, t.executions)) == len(executions)
