@@ -325,39 +325,6 @@ def servers(broker: str) -> list[str]:
     return out
 
 
-def _influx_token_from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """``influx_token`` read from ``FINTANK_INFLUX_TOKEN_FILE``, if that is given (its first
-    line; the file's content never appears in a message)."""
-    var, file_var = f"{PREFIX}INFLUX_TOKEN", f"{PREFIX}INFLUX_TOKEN_FILE"
-    path = env.get(file_var, "")
-    if not path:
-        return {}
-    if env.get(var):
-        raise ConfigError(f"{var} and {file_var} are both set: give one of them")
-    try:
-        with open(path, encoding="utf-8") as f:
-            token = f.readline().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{file_var} {path!r} cannot be read: {why}") from None
-    if not token:
-        raise ConfigError(f"{file_var} {path!r} is empty")
-    return {"influx_token": token}
-
-
-def _check_influx_auth(s: Settings) -> None:
-    """InfluxDB credentials that make sense with the transport; never a secret in a message."""
-    if s.influx_transport == "v2" and not s.influx_token:
-        raise ConfigError(
-            f"{PREFIX}INFLUX_TRANSPORT=v2 needs an API token: set {PREFIX}INFLUX_TOKEN or "
-            f"{PREFIX}INFLUX_TOKEN_FILE (fintank has no default token)"
-        )
-    if s.influx_password and not s.influx_username:
-        raise ConfigError(f"{PREFIX}INFLUX_PASSWORD is set but {PREFIX}INFLUX_USERNAME is empty")
-    if s.influx_transport == "v1" and not s.influx_database.strip():
-        raise ConfigError(f"{PREFIX}INFLUX_DATABASE must not be empty")
-
-
 # Legal in a Kafka topic (and so in a changelog name made from the app id).
 _LEGAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
