@@ -117,7 +117,7 @@ class Progress:
         self._shown, self.draws = done, self.draws + 1
 
 
-class _Deliveries:
+class Deliveries:
     """Counts records Kafka did not accept (a done-callback per send; it retrieves the error)."""
 
     def __init__(self) -> None:
@@ -214,7 +214,7 @@ async def send_scheduled(
     bootstrap = conn.bootstrap
     producer = kafka.producer(conn, linger_ms=5)
     progress: Progress | None = None
-    deliveries = _Deliveries()
+    deliveries = Deliveries()
     sleeper: Sleeper | None = None
     if sleep is None:
         sleep = sleeper = Sleeper()

@@ -25,7 +25,7 @@ from typing import Any, Protocol, TextIO
 from fintank.codec import dumps, payload_text
 from fintank.engine import kafka
 from fintank.errors import FintankError
-from fintank.producer import Progress
+from fintank.producer import Deliveries, Progress
 from fintank.replay.formats import Bad, Skip, Ticks, convert, encode
 from fintank.replay.pacing import Retimer, Schedule
 from fintank.ticks import parse_tick
@@ -109,23 +109,6 @@ class PrintSink:
         return False
 
 
-class _Deliveries:
-    """Counts records Kafka did not accept (a done-callback per send; it retrieves the error)."""
-
-    def __init__(self) -> None:
-        self.failed = 0
-        self.first: BaseException | None = None
-
-    def __call__(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            self.failed += 1
-            return
-        exc = future.exception()
-        if exc is not None:
-            self.failed += 1
-            self.first = self.first or exc
-
-
 class KafkaSink:
     """Sends to the ticks and dead-letter topics with fintank's producer (acks=all, idempotent)."""
 
@@ -137,7 +120,7 @@ class KafkaSink:
         self.bootstrap, self.ticks, self.deadletters = self.connection.bootstrap, ticks, deadletters
         self.timeout = timeout
         self.producer = kafka.producer(self.connection, linger_ms=5)
-        self.deliveries = _Deliveries()
+        self.deliveries = Deliveries()
         self.sent = 0
 
     async def start(self) -> None:
