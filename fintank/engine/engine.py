@@ -832,16 +832,16 @@ class Engine(mode.Service):
                 wanted[TopicPartition(topic, t.partition)] = (t, topic)
         dead = self._deadletter_tps()
         ends: dict[TopicPartition, int] = {}
+        lane_tps = [lane.tp for lane in lanes]
         records = await read_partitions(
-            self.reader, [*wanted, *dead], starts=replay_from, ends=ends
+            self.reader, [*wanted, *dead], starts=replay_from, ends=ends, also_ends=lane_tps
         )
-        inputs_now = await self.reader.end_offsets([lane.tp for lane in lanes]) if lanes else {}
         for t in tasks:
             # Nothing this incarnation sends is below the ends read now; what a previous
             # owner sent for records we will process again may be (Task.replay_bounds).
             t.checkpoint = {tp: ends[tp] for tp in t.tracked if tp in ends}
             t.floor = {tp: max(replay_from.get(tp, 0), 0) for tp in t.tracked}
-            t.inputs_at_restore = {lane.tp: inputs_now[lane.tp] for lane in t.lanes.values()}
+            t.inputs_at_restore = {lane.tp: ends[lane.tp] for lane in t.lanes.values()}
             first = committed.get(next(iter(t.lanes.values())).tp)
             t.committed_meta = "" if first is None or first.offset < 0 else first.metadata or ""
         replayed: dict[Task, dict[str, list[Any]]] = {t: {} for t in tasks}

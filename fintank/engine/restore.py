@@ -21,17 +21,19 @@ async def read_partitions(
     timeout: float = 120.0,
     starts: Mapping[TopicPartition, int] | None = None,
     ends: dict[TopicPartition, int] | None = None,
+    also_ends: Sequence[TopicPartition] = (),
 ) -> dict[TopicPartition, list[Any]]:
     """Every record of each partition up to its end offset now (ConsumerRecords, in order).
 
     ``starts``: where to start reading some partitions (not before their first
-    offset); ``ends``: filled with the end offsets read.
+    offset); ``ends``: filled with the end offsets read, those of ``also_ends`` (not
+    read) too, in the same request.
     """
-    if not tps:
+    if not tps and not also_ends:
         return {}
     # Offsets first, then assign: an assigned partition is fetched at once, and a
     # long-poll fetch on the connection would delay the offset requests behind it.
-    end_offsets = await reader.end_offsets(list(tps))
+    end_offsets = await reader.end_offsets([*tps, *also_ends])
     if ends is not None:
         ends.update(end_offsets)
     ends = end_offsets
